@@ -1,0 +1,31 @@
+"""The code location: assembles assets, checks, jobs, schedules and sensors from Settings."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from churn_platform.assets.raw_events import build_raw_events
+from churn_platform.jobs import build_jobs
+from churn_platform.partitions import daily_partitions
+from churn_platform.resources import build_resources
+from churn_platform.settings import Settings
+from churn_platform.telemetry import disable_telemetry
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    daily = daily_partitions(settings.start_date)
+    return dg.Definitions(
+        assets=[build_raw_events(daily, settings.gate_thresholds)],
+        jobs=build_jobs(),
+        resources=build_resources(settings),
+        # Steps share one process: a per-step process start costs more than our steps save
+        # by running in parallel on a two-core machine with a single-writer warehouse.
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by `dagster dev -m churn_platform`; reads the environment only when called."""
+    disable_telemetry()
+    return build_definitions(Settings.from_env())

@@ -1,0 +1,30 @@
+"""Every resource the platform uses, built from one Settings object (local and prod alike)."""
+
+from __future__ import annotations
+
+from dagster_aws.s3 import S3Resource
+
+from churn_platform.resources.landing import LandingZone
+from churn_platform.resources.warehouse import DuckDBWarehouse
+from churn_platform.settings import LOCAL_S3_CREDENTIAL, Settings
+
+
+def build_s3(settings: Settings) -> S3Resource:
+    """Real S3 in production (credentials from the environment); the loopback server locally."""
+    if settings.local_s3_credentials:
+        return S3Resource(
+            endpoint_url=settings.s3_endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=LOCAL_S3_CREDENTIAL,
+            aws_secret_access_key=LOCAL_S3_CREDENTIAL,
+        )
+    return S3Resource(endpoint_url=settings.s3_endpoint_url)
+
+
+def build_resources(settings: Settings) -> dict:
+    s3 = build_s3(settings)
+    return {
+        "s3": s3,
+        "landing": LandingZone(s3=s3, bucket=settings.landing_bucket),
+        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
+    }

@@ -1,0 +1,127 @@
+"""The one place that decides the environment (DESIGN.md §6).
+
+`Settings.from_env()` reads the environment once, when definitions load (never at
+import). Local defaults keep all state inside the checkout; production sets the
+same variable names and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from churn_platform.constants import DEFAULT_LANDING_BUCKET
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".data"
+DEFAULT_DEMO_DAYS = 150
+START_DATE_FILE = "start_date"  # written by `churn-platform seed` into CHURN_DATA_DIR
+ENVIRONMENTS = ("local", "prod")
+DEFAULT_LOCAL_S3_PORT = 9000
+LOCAL_S3_CREDENTIAL = "local"  # the loopback S3 server accepts any key; never used in prod
+
+
+# Seed defaults (origin lesson) plus what a careful team adds; see DESIGN.md §5.
+DEFAULT_GATE_THRESHOLDS: dict[str, float] = {
+    "min_training_rows": 10_000,
+    "max_null_rate": 0.05,
+    "min_churn_rate": 0.005,
+    "max_churn_rate": 0.5,
+    "max_rejected_rate": 0.01,
+    "max_duplicate_rate": 0.05,
+    "min_auc": 0.7,
+    "min_auc_delta": 0.005,
+}
+
+
+def _thresholds_from_env(env: Mapping[str, str]) -> dict[str, float]:
+    """Quality-gate thresholds: CHURN_GATE_<NAME> overrides the seed's defaults."""
+    thresholds = dict(DEFAULT_GATE_THRESHOLDS)
+    for name in thresholds:
+        raw = env.get(f"CHURN_GATE_{name.upper()}")
+        if raw is not None:
+            try:
+                thresholds[name] = float(raw)
+            except ValueError as err:
+                raise ValueError(f"CHURN_GATE_{name.upper()}={raw!r} is not a number") from err
+    return thresholds
+
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything environment-specific, resolved once."""
+
+    environment: str
+    data_dir: Path
+    dagster_home: Path
+    landing_bucket: str
+    s3_endpoint_url: str | None
+    mlflow_tracking_uri: str
+    start_date: dt.date
+    dbt_target: str
+    slack_channel: str | None
+    local_s3_credentials: bool
+    gate_thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_GATE_THRESHOLDS))
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def mlflow_artifact_root(self) -> Path:
+        return self.data_dir / "mlflow-artifacts"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        environment = env.get("CHURN_ENV", "local")
+        if environment not in ENVIRONMENTS:
+            raise ValueError(f"CHURN_ENV={environment!r}: expected one of {ENVIRONMENTS}")
+        data_dir = Path(env.get("CHURN_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+        return cls(
+            environment=environment,
+            data_dir=data_dir,
+            dagster_home=Path(env.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve(),
+            landing_bucket=env.get("CHURN_LANDING_BUCKET") or DEFAULT_LANDING_BUCKET,
+            s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or _default_s3_endpoint(environment, env),
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir}/mlflow.db",
+            start_date=_resolve_start_date(env, data_dir),
+            dbt_target=env.get("CHURN_DBT_TARGET") or ("prod" if environment == "prod" else "local"),
+            slack_channel=env.get("CHURN_SLACK_CHANNEL") or None,
+            local_s3_credentials=environment == "local" and not env.get("AWS_ACCESS_KEY_ID"),
+            gate_thresholds=_thresholds_from_env(env),
+        )
+
+    def with_overrides(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+
+def _default_s3_endpoint(environment: str, env: Mapping[str, str]) -> str | None:
+    """Locally, the loopback S3 server that `make dev` starts; in production, AWS itself."""
+    if environment != "local":
+        return None
+    return f"http://127.0.0.1:{env.get('CHURN_LOCAL_S3_PORT') or DEFAULT_LOCAL_S3_PORT}"
+
+
+def _resolve_start_date(env: Mapping[str, str], data_dir: Path) -> dt.date:
+    """CHURN_START_DATE, else the first day the demo seeder wrote, else the default demo window."""
+    raw = env.get("CHURN_START_DATE")
+    if not raw:
+        marker = data_dir / START_DATE_FILE
+        raw = marker.read_text().strip() if marker.exists() else None
+    if raw:
+        try:
+            return dt.date.fromisoformat(raw)
+        except ValueError as err:
+            raise ValueError(f"CHURN_START_DATE={raw!r} is not a YYYY-MM-DD date") from err
+    return default_demo_end_date() - dt.timedelta(days=DEFAULT_DEMO_DAYS - 1)
+
+
+def default_demo_end_date() -> dt.date:
+    """Demo data ends yesterday (UTC), the newest complete day."""
+    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)

@@ -1,0 +1,123 @@
+"""raw_events end to end: loopback S3 server -> Dagster run -> DuckDB warehouse."""
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import pytest
+
+from churn_platform.definitions import build_definitions
+from churn_platform.jobs import INGEST_JOB
+from churn_platform_tests.conftest import event_table, put_table
+
+D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
+
+
+def _key(day: dt.date, name: str = "part-000.parquet") -> str:
+    return f"events/raw/date={day.isoformat()}/{name}"
+
+
+def run_ingest(settings, first: dt.date, last: dt.date | None = None, instance=None):
+    """One run of the ingest job over [first, last], as a single-run backfill would do."""
+    job = build_definitions(settings).resolve_job_def(INGEST_JOB)
+    tags = {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": (last or first).isoformat(),
+    }
+    return job.execute_in_process(
+        tags=tags, instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+
+
+def warehouse_counts(settings) -> dict:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return dict(con.execute("SELECT event_date, count(*) FROM raw_events GROUP BY 1").fetchall())
+
+
+def test_one_day_loads_exact_rows_with_metadata(settings, s3):
+    put_table(s3, settings.landing_bucket, _key(D1), event_table(D1, 40))
+    put_table(s3, settings.landing_bucket, _key(D1, "late.parquet"), event_table(D1, 10, start_id=40))
+    result = run_ingest(settings, D1)
+    assert result.success
+    assert warehouse_counts(settings) == {D1: 50}
+    materialization = result.asset_materializations_for_node("raw_events")[0]
+    assert materialization.metadata["rows"].value == 50
+    assert materialization.metadata["files"].value == 2
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"raw_events_schema": True, "raw_events_duplicate_rate": True,
+                      "raw_events_rejected_rate": True}
+
+
+def test_range_in_one_run_and_rerun_is_identical(settings, s3):
+    for i, day in enumerate((D1, D2, D3)):
+        put_table(s3, settings.landing_bucket, _key(day), event_table(day, 10 + i, start_id=100 * i))
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_ingest(settings, D1, D3, instance).success
+    assert warehouse_counts(settings) == {D1: 10, D2: 11, D3: 12}
+    assert run_ingest(settings, D1, D3, instance).success
+    assert warehouse_counts(settings) == {D1: 10, D2: 11, D3: 12}
+    assert len(instance.get_runs()) == 2  # one run per range, not one per day
+
+
+def test_duplicate_file_does_not_double_rows(settings, s3):
+    table = event_table(D1, 30)
+    put_table(s3, settings.landing_bucket, _key(D1), table)
+    put_table(s3, settings.landing_bucket, _key(D1, "resent.parquet"), table)
+    result = run_ingest(settings, D1)
+    assert result.success
+    assert warehouse_counts(settings) == {D1: 30}
+    metadata = result.asset_materializations_for_node("raw_events")[0].metadata
+    assert metadata["duplicates_removed"].value == 30
+    duplicate_check = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "raw_events_duplicate_rate"
+    )
+    assert not duplicate_check.passed  # half the rows were duplicates: the check says so
+
+
+def test_corrupt_file_fails_its_day_and_keeps_the_others(settings, s3):
+    put_table(s3, settings.landing_bucket, _key(D1), event_table(D1, 10))
+    put_table(s3, settings.landing_bucket, _key(D2), event_table(D2, 10, start_id=100))
+    s3.put_object(Bucket=settings.landing_bucket, Key=_key(D2, "broken.parquet"), Body=b"garbage")
+    put_table(s3, settings.landing_bucket, _key(D3), event_table(D3, 10, start_id=200))
+    # An earlier good load of D2 must survive the failed reload.
+    s3.delete_object(Bucket=settings.landing_bucket, Key=_key(D2, "broken.parquet"))
+    assert run_ingest(settings, D2).success
+    s3.put_object(Bucket=settings.landing_bucket, Key=_key(D2, "broken.parquet"), Body=b"garbage")
+
+    result = run_ingest(settings, D1, D3)
+    assert not result.success
+    failure = result.failure_data_for_node("raw_events")
+    assert "events/raw/date=2024-01-02/broken.parquet: unreadable parquet" in failure.error.message
+    assert warehouse_counts(settings) == {D1: 10, D2: 10, D3: 10}
+
+
+def test_missing_column_names_key_and_writes_nothing(settings, s3):
+    put_table(s3, settings.landing_bucket, _key(D1), event_table(D1, 10))
+    put_table(s3, settings.landing_bucket, _key(D1, "drift.parquet"),
+              event_table(D1, 5, start_id=50).drop(["payment_status"]))
+    result = run_ingest(settings, D1)
+    assert not result.success
+    message = result.failure_data_for_node("raw_events").error.message
+    assert "drift.parquet: missing required column(s) ['payment_status']" in message
+    assert warehouse_counts(settings) == {}
+
+
+def test_day_without_files_fails_loudly(settings):
+    result = run_ingest(settings, D1)
+    assert not result.success
+    assert "no parquet files under s3://" in result.failure_data_for_node("raw_events").error.message
+
+
+def test_rejected_rows_are_quarantined_and_gate_fails(settings, s3):
+    table = event_table(D1, 20, event_type=["login"] * 15 + ["teleport"] * 5,
+                        session_seconds=[None] * 20, payment_status=[None] * 20)
+    put_table(s3, settings.landing_bucket, _key(D1), table)
+    result = run_ingest(settings, D1)
+    assert not result.success  # a blocking check failed: nothing downstream may run
+    assert "blocking asset check failed" in result.failure_data_for_node("raw_events").error.message
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks["raw_events_rejected_rate"].passed
+    assert checks["raw_events_rejected_rate"].metadata["rejected_unknown_event_type"].value == 5
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_events_rejected").fetchone()[0] == 5
+        assert con.execute("SELECT count(*) FROM raw_events").fetchone()[0] == 15

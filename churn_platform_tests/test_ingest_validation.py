@@ -1,0 +1,108 @@
+"""Unit tests of the file- and row-level rules of the landing contract."""
+
+import datetime as dt
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from churn_platform.ingest.load import load_day
+from churn_platform.ingest.validation import BadFileError, conform, parse_landing_key, read_landed_file
+from churn_platform.resources.warehouse import RAW_EVENTS_DDL
+from churn_platform_tests.conftest import event_table
+
+DAY = dt.date(2024, 1, 10)
+
+
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("events/raw/date=2024-01-10/a.parquet", "2024-01-10"),
+        ("events/raw/date=2024-01-10/sub/a.parquet", None),
+        ("events/raw/garbage.txt", None),
+        ("events/raw/date=../../x.parquet", None),
+        ("events/raw/date=2024-1-10/a.parquet", None),
+        ("events/raw/date=2024-01-10/a.csv", None),
+    ],
+)
+def test_parse_landing_key(key, expected):
+    assert parse_landing_key(key) == expected
+
+
+def test_unreadable_file_names_the_key():
+    with pytest.raises(BadFileError, match="events/raw/date=2024-01-10/x.parquet: unreadable parquet"):
+        read_landed_file("events/raw/date=2024-01-10/x.parquet", b"not a parquet file")
+
+
+def test_missing_column_is_a_bad_file():
+    table = event_table(DAY, 3).drop(["event_type"])
+    with pytest.raises(BadFileError, match=r"missing required column\(s\) \['event_type'\]"):
+        conform("k.parquet", table)
+
+
+def test_wrong_type_is_a_bad_file():
+    table = event_table(DAY, 3).set_column(1, "user_id", pa.array(["a", "b", "c"]))
+    with pytest.raises(BadFileError, match="wrong column type.*user_id"):
+        conform("k.parquet", table)
+
+
+def test_compatible_types_are_cast_and_extra_columns_reported():
+    table = event_table(DAY, 3)
+    table = table.set_column(1, "user_id", table.column("user_id").cast(pa.int32()))
+    table = table.append_column("browser", pa.array(["x"] * 3))
+    landed = conform("k.parquet", table)
+    assert landed.table.schema.field("user_id").type == pa.int64()
+    assert landed.table.schema.field("event_ts").type == pa.timestamp("us")
+    assert landed.extra_columns == ("browser",)
+
+
+def _load(tables: dict[str, pa.Table]):
+    con = duckdb.connect()
+    con.execute(RAW_EVENTS_DDL)
+    files = [conform(key, table) for key, table in tables.items()]
+    return con, load_day(con, DAY, files)
+
+
+def test_row_rules_reject_and_count_every_reason():
+    n = 11
+    good = event_table(DAY, 3)
+    bad = event_table(
+        DAY, n, start_id=100,
+        event_id=[None, "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10"],
+        user_id=[1, None, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        event_type=["login", "login", "teleport", "login", "login", "session", "payment",
+                    "login", "login", None, "login"],
+        event_ts=[dt.datetime(2024, 1, 10, tzinfo=dt.timezone.utc)] * 3
+        + [dt.datetime(2024, 1, 11, tzinfo=dt.timezone.utc), None]
+        + [dt.datetime(2024, 1, 10, 23, 59, tzinfo=dt.timezone.utc)] * 6,
+        plan_tier=["basic"] * 10 + ["gold"],
+        session_seconds=[None] * 5 + [None, None, 3.0, None, None, None],
+        payment_status=[None] * 6 + [None, None, "failed", None, None],
+    )
+    con, result = _load({"a.parquet": good, "b.parquet": bad})
+    assert result.rows_loaded == 3
+    assert result.rejected_by_reason == {
+        "null_event_id": 1, "null_user_id": 1, "unknown_event_type": 1, "wrong_date": 1,
+        "null_event_ts": 1, "session_without_seconds": 1, "payment_without_status": 1,
+        "seconds_on_non_session": 1, "status_on_non_payment": 1, "null_event_type": 1,
+        "unknown_plan_tier": 1,
+    }
+    assert con.execute("SELECT count(*) FROM raw_events_rejected").fetchone()[0] == n
+
+
+def test_duplicate_event_ids_across_files_become_one_row():
+    table = event_table(DAY, 5)
+    con, result = _load({"a.parquet": table, "copy.parquet": table})
+    assert (result.rows_in, result.rows_loaded, result.duplicates_removed) == (10, 5, 5)
+    assert con.execute("SELECT count(DISTINCT event_id) FROM raw_events").fetchone()[0] == 5
+
+
+def test_reload_replaces_the_day_only():
+    con = duckdb.connect()
+    con.execute(RAW_EVENTS_DDL)
+    other = dt.date(2024, 1, 9)
+    load_day(con, other, [conform("o.parquet", event_table(other, 4, start_id=50))])
+    load_day(con, DAY, [conform("a.parquet", event_table(DAY, 5))])
+    load_day(con, DAY, [conform("a.parquet", event_table(DAY, 2))])
+    counts = dict(con.execute("SELECT event_date, count(*) FROM raw_events GROUP BY 1").fetchall())
+    assert counts == {other: 4, DAY: 2}
