@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from churn_platform.assets.dbt import build_dbt_assets
 from churn_platform.assets.raw_events import build_raw_events
+from churn_platform.checks.feature_gates import build_feature_gates
 from churn_platform.jobs import build_jobs
-from churn_platform.partitions import daily_partitions
+from churn_platform.partitions import daily_partitions, weekly_partitions
 from churn_platform.resources import build_resources
 from churn_platform.settings import Settings
 from churn_platform.telemetry import disable_telemetry
@@ -14,8 +16,10 @@ from churn_platform.telemetry import disable_telemetry
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     daily = daily_partitions(settings.start_date)
+    weekly = weekly_partitions(settings.start_date)
     return dg.Definitions(
-        assets=[build_raw_events(daily, settings.gate_thresholds)],
+        assets=[build_raw_events(daily, settings.gate_thresholds), *build_dbt_assets(daily, weekly)],
+        asset_checks=build_feature_gates(weekly, settings.gate_thresholds),
         jobs=build_jobs(),
         resources=build_resources(settings),
         # Steps share one process: a per-step process start costs more than our steps save

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from churn_platform.constants import RAW_EVENTS
+from churn_platform.constants import RAW_EVENTS, USER_DAILY_ACTIVITY
 
 INGEST_JOB = "ingest_job"
 
@@ -12,7 +12,7 @@ INGEST_JOB = "ingest_job"
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     ingest = dg.define_asset_job(
         INGEST_JOB,
-        selection=dg.AssetSelection.assets(RAW_EVENTS),
-        description="Load landed S3 files of one UTC day into the warehouse.",
+        selection=dg.AssetSelection.assets(RAW_EVENTS, USER_DAILY_ACTIVITY),
+        description="Load landed S3 files of UTC days into the warehouse and aggregate them per user.",
     )
     return [ingest]

@@ -29,7 +29,9 @@ REJECTION_RULES: tuple[tuple[str, str], ...] = (
     ("unknown_event_type", f"event_type NOT IN ({_sql_list(EVENT_TYPES)})"),
     ("null_event_ts", "event_ts IS NULL"),
     ("wrong_date", "CAST(event_ts AS DATE) <> $day"),
-    ("unknown_plan_tier", f"plan_tier IS NOT NULL AND plan_tier NOT IN ({_sql_list(PLAN_TIERS)})"),
+    # Every event carries the user's plan at that moment; features need the latest one.
+    ("null_plan_tier", "plan_tier IS NULL"),
+    ("unknown_plan_tier", f"plan_tier NOT IN ({_sql_list(PLAN_TIERS)})"),
     (
         "session_without_seconds",
         "event_type = 'session' AND (session_seconds IS NULL OR session_seconds < 0"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster_aws.s3 import S3Resource
 
+from churn_platform.dbt_project import DBT_EXECUTABLE, DBT_PROJECT, OfflineDbtCliResource
 from churn_platform.resources.landing import LandingZone
 from churn_platform.resources.warehouse import DuckDBWarehouse
 from churn_platform.settings import LOCAL_S3_CREDENTIAL, Settings
@@ -27,4 +28,10 @@ def build_resources(settings: Settings) -> dict:
         "s3": s3,
         "landing": LandingZone(s3=s3, bucket=settings.landing_bucket),
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
+        "dbt": OfflineDbtCliResource(
+            project_dir=DBT_PROJECT,
+            dbt_executable=DBT_EXECUTABLE,
+            target=settings.dbt_target,
+            data_dir=str(settings.data_dir),
+        ),
     }

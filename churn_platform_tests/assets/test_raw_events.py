@@ -17,9 +17,15 @@ def _key(day: dt.date, name: str = "part-000.parquet") -> str:
     return f"events/raw/date={day.isoformat()}/{name}"
 
 
-def run_ingest(settings, first: dt.date, last: dt.date | None = None, instance=None):
-    """One run of the ingest job over [first, last], as a single-run backfill would do."""
-    job = build_definitions(settings).resolve_job_def(INGEST_JOB)
+def run_ingest(settings, first: dt.date, last: dt.date | None = None, instance=None, job_name=None):
+    """One run of raw_events (or a job) over [first, last], as a single-run backfill would do."""
+    defs = build_definitions(settings)
+    if job_name:
+        job = defs.resolve_job_def(job_name)
+    else:
+        job = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection={dg.AssetKey("raw_events")}
+        )
     tags = {
         "dagster/asset_partition_range_start": first.isoformat(),
         "dagster/asset_partition_range_end": (last or first).isoformat(),
@@ -57,6 +63,18 @@ def test_range_in_one_run_and_rerun_is_identical(settings, s3):
     assert run_ingest(settings, D1, D3, instance).success
     assert warehouse_counts(settings) == {D1: 10, D2: 11, D3: 12}
     assert len(instance.get_runs()) == 2  # one run per range, not one per day
+
+
+def test_ingest_job_loads_and_aggregates_days(settings, s3):
+    for i, day in enumerate((D1, D2)):
+        put_table(s3, settings.landing_bucket, _key(day), event_table(day, 14, start_id=100 * i))
+    result = run_ingest(settings, D1, D2, job_name=INGEST_JOB)
+    assert result.success
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        activity = con.execute(
+            "SELECT activity_date, count(*), sum(logins) FROM user_daily_activity GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert activity == [(D1, 7, 5), (D2, 7, 5)]  # 7 users a day; 14 rows cycle login/session/payment
 
 
 def test_duplicate_file_does_not_double_rows(settings, s3):

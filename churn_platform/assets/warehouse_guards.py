@@ -1,0 +1,65 @@
+"""Questions asked of the warehouse before a weekly model is built: have its inputs landed?"""
+
+import datetime as dt
+
+
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def days_not_ingested(con, first: dt.date, last: dt.date) -> list[str]:
+    """Days of [first, last] that raw_events has not loaded."""
+    loaded = set()
+    if _has_table(con, "ingested_days"):
+        loaded = {
+            row[0]
+            for row in con.execute(
+                "SELECT event_date FROM ingested_days WHERE event_date BETWEEN ? AND ?", [first, last]
+            ).fetchall()
+        }
+    missing = [d for d in _days(first, last) if d not in loaded]
+    return [f"raw_events not ingested for {len(missing)} day(s): {_span(missing)}"] if missing else []
+
+
+def days_missing_activity(con, first: dt.date, last: dt.date) -> list[str]:
+    """Ingested days with events that user_daily_activity has not aggregated."""
+    missing = [
+        row[0]
+        for row in con.execute(
+            """
+            SELECT d.event_date FROM ingested_days d
+            WHERE d.event_date BETWEEN ? AND ? AND d.rows > 0
+              AND NOT EXISTS (SELECT 1 FROM user_daily_activity a WHERE a.activity_date = d.event_date)
+            ORDER BY 1
+            """,
+            [first, last],
+        ).fetchall()
+    ] if _has_table(con, "user_daily_activity") else _days(first, last)
+    return [f"user_daily_activity not built for {len(missing)} day(s): {_span(missing)}"] if missing else []
+
+
+def feature_dates_missing(con, first: dt.date, last: dt.date) -> list[str]:
+    """Weekly as-of dates in [first, last] without user_features rows."""
+    wanted = _days(first, last)[::7]
+    present = set()
+    if _has_table(con, "user_features"):
+        present = {
+            row[0]
+            for row in con.execute(
+                "SELECT DISTINCT as_of_date FROM user_features WHERE as_of_date BETWEEN ? AND ?",
+                [first, last],
+            ).fetchall()
+        }
+    missing = [d for d in wanted if d not in present]
+    return [f"user_features not materialized for as-of {_span(missing)}"] if missing else []
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(
+        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
+    )
+
+
+def _span(days: list[dt.date]) -> str:
+    shown = ", ".join(d.isoformat() for d in days[:5])
+    return shown + (f", ... ({len(days)} in all)" if len(days) > 5 else "")

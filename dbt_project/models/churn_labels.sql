@@ -1,0 +1,53 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['as_of_date', 'user_id'],
+        pre_hook="{{ delete_window_before_rerun('as_of_date', weekly_window()) }}",
+    )
+}}
+
+with as_of_dates as (
+
+    select * from {{ ref('as_of_dates') }}
+
+),
+
+-- The labelled population is exactly the feature rows at A: one definition, no drift.
+population as (
+
+    select as_of_date, user_id
+    from {{ ref('user_features') }}
+    where {{ in_window('as_of_date', weekly_window()) }}
+
+),
+
+cancel_days as (
+
+    select activity_date, user_id
+    from {{ ref('user_daily_activity') }}
+    where cancels > 0
+
+),
+
+cancelled_in_label_window as (
+
+    select distinct as_of_dates.as_of_date, cancel_days.user_id
+    from as_of_dates
+    inner join cancel_days
+        on cancel_days.activity_date > as_of_dates.as_of_date
+        and cancel_days.activity_date <= as_of_dates.label_window_end
+
+)
+
+select
+    population.as_of_date,
+    cast(population.user_id as {{ dbt.type_bigint() }}) as user_id,
+    cast(
+        case when cancelled_in_label_window.user_id is null then 0 else 1 end
+        as {{ dbt.type_int() }}
+    ) as churned
+from population
+left join cancelled_in_label_window
+    on population.as_of_date = cancelled_in_label_window.as_of_date
+    and population.user_id = cancelled_in_label_window.user_id

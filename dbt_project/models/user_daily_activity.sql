@@ -1,0 +1,73 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['activity_date', 'user_id'],
+        pre_hook="{{ delete_window_before_rerun('activity_date', daily_window()) }}",
+    )
+}}
+
+with events_in_window as (
+
+    select *
+    from {{ source('warehouse', 'raw_events') }}
+    where {{ in_window('event_date', daily_window()) }}
+
+),
+
+ranked_events as (
+
+    select
+        event_date,
+        user_id,
+        event_ts,
+        plan_tier,
+        row_number() over (
+            partition by event_date, user_id
+            order by event_ts desc, event_id desc
+        ) as recency_rank
+    from events_in_window
+
+),
+
+latest_event_of_day as (
+
+    select event_date, user_id, event_ts, plan_tier
+    from ranked_events
+    where recency_rank = 1
+
+),
+
+event_counts as (
+
+    select
+        event_date,
+        user_id,
+        sum(case when event_type = 'login' then 1 else 0 end) as logins,
+        sum(case when event_type = 'session' then 1 else 0 end) as sessions,
+        sum(case when event_type = 'session' then session_seconds else 0 end) as session_seconds_sum,
+        sum(case when event_type = 'payment' then 1 else 0 end) as payment_attempts,
+        sum(case when event_type = 'payment' and payment_status = 'failed' then 1 else 0 end) as payment_failures,
+        sum(case when event_type = 'support_ticket' then 1 else 0 end) as support_tickets,
+        sum(case when event_type = 'cancel' then 1 else 0 end) as cancels
+    from events_in_window
+    group by event_date, user_id
+
+)
+
+select
+    cast(event_counts.event_date as date) as activity_date,
+    cast(event_counts.user_id as {{ dbt.type_bigint() }}) as user_id,
+    cast(event_counts.logins as {{ dbt.type_int() }}) as logins,
+    cast(event_counts.sessions as {{ dbt.type_int() }}) as sessions,
+    cast(event_counts.session_seconds_sum as double precision) as session_seconds_sum,
+    cast(event_counts.payment_attempts as {{ dbt.type_int() }}) as payment_attempts,
+    cast(event_counts.payment_failures as {{ dbt.type_int() }}) as payment_failures,
+    cast(event_counts.support_tickets as {{ dbt.type_int() }}) as support_tickets,
+    cast(event_counts.cancels as {{ dbt.type_int() }}) as cancels,
+    latest_event_of_day.event_ts as last_event_ts,
+    latest_event_of_day.plan_tier
+from event_counts
+inner join latest_event_of_day
+    on event_counts.event_date = latest_event_of_day.event_date
+    and event_counts.user_id = latest_event_of_day.user_id
