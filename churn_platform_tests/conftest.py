@@ -70,3 +70,55 @@ def put_table(s3, bucket: str, key: str, table: pa.Table) -> None:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     s3.put_object(Bucket=bucket, Key=key, Body=sink.getvalue().to_pybytes())
+
+
+# A small but realistic landed history, ingested once per session and copied per test.
+DEMO_END = dt.date(2024, 5, 26)  # a Sunday: the as-of date of weekly partition 2024-05-20
+DEMO_DAYS = 147
+DEMO_USERS = 4000
+DEMO_GATES = {"CHURN_GATE_MIN_TRAINING_ROWS": "1000"}
+
+
+def demo_env(data_dir, endpoint: str, bucket: str, **extra) -> dict[str, str]:
+    return {
+        "CHURN_DATA_DIR": str(data_dir),
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "CHURN_LANDING_BUCKET": bucket,
+        "CHURN_START_DATE": (DEMO_END - dt.timedelta(days=DEMO_DAYS - 1)).isoformat(),
+        **DEMO_GATES,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def ingested_demo(tmp_path_factory, s3_endpoint):
+    """Generated events landed in S3 and ingested (raw_events + daily activity) in one run."""
+    import dagster as dg
+
+    from churn_platform.cli import seed
+    from churn_platform.definitions import build_definitions
+    from churn_platform.jobs import INGEST_JOB
+
+    data_dir = tmp_path_factory.mktemp("ingested") / "data"
+    settings = Settings.from_env(demo_env(data_dir, s3_endpoint, "demo-landing"))
+    seed(settings, DEMO_USERS, DEMO_DAYS, DEMO_END, 11)
+    result = build_definitions(settings).resolve_job_def(INGEST_JOB).execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": settings.start_date.isoformat(),
+            "dagster/asset_partition_range_end": DEMO_END.isoformat(),
+        },
+    )
+    assert result.success
+    return settings
+
+
+@pytest.fixture
+def demo_settings(ingested_demo, tmp_path) -> Settings:
+    """A private copy of the ingested warehouse: tests may write to it freely."""
+    import shutil
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copy(ingested_demo.warehouse_path, data_dir / "warehouse.duckdb")
+    return ingested_demo.with_overrides(data_dir=data_dir, mlflow_tracking_uri=f"sqlite:///{data_dir}/mlflow.db")

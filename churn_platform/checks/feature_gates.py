@@ -38,6 +38,17 @@ def _populations(con, table: str, dates: list[dt.date]) -> dict[dt.date, int]:
     return {d: int(counts.get(d, 0)) for d in dates}
 
 
+def null_rate_gate(con, dates: list[dt.date], max_null: float) -> dg.AssetCheckResult:
+    """Null share of every feature column at each as-of date; fails above max_null."""
+    rates = ", ".join(f"avg(CASE WHEN {c} IS NULL THEN 1.0 ELSE 0.0 END)" for c in FEATURE_COLUMNS)
+    per_date = {}
+    for as_of in dates:
+        row = con.execute(f"SELECT {rates} FROM user_features WHERE as_of_date = ?", [as_of]).fetchone()
+        per_date[as_of] = {f"null_rate_{c}": float(r or 0.0) for c, r in zip(FEATURE_COLUMNS, row)}
+    worst = max(max(values.values()) for values in per_date.values())
+    return _result(worst <= max_null, per_date, {"max_null_rate": max_null, "worst_null_rate": worst})
+
+
 def build_feature_gates(weekly, thresholds: dict[str, float]) -> list[dg.AssetChecksDefinition]:
     min_rows = int(thresholds["min_training_rows"])
     max_null = thresholds["max_null_rate"]
@@ -56,14 +67,8 @@ def build_feature_gates(weekly, thresholds: dict[str, float]) -> list[dg.AssetCh
                     description=f"No feature column is more than {max_null:.0%} null.")
     def user_features_max_null_rate(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
         dates = feature_as_of_dates(context.partition_time_window)
-        rates = ", ".join(f"avg(CASE WHEN {c} IS NULL THEN 1.0 ELSE 0.0 END)" for c in FEATURE_COLUMNS)
-        per_date = {}
         with warehouse.connect(read_only=True) as con:
-            for as_of in dates:
-                row = con.execute(f"SELECT {rates} FROM user_features WHERE as_of_date = ?", [as_of]).fetchone()
-                per_date[as_of] = {f"null_rate_{c}": float(r or 0.0) for c, r in zip(FEATURE_COLUMNS, row)}
-        worst = max(max(values.values()) for values in per_date.values())
-        return _result(worst <= max_null, per_date, {"max_null_rate": max_null, "worst_null_rate": worst})
+            return null_rate_gate(con, dates, max_null)
 
     @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly,
                     description=f"Labelled population is at least {min_rows} users.")

@@ -1,0 +1,127 @@
+"""Weekly features and labels end to end: landed S3 data -> Dagster -> dbt -> published tables."""
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import pytest
+
+from churn_platform.checks.feature_gates import null_rate_gate
+from churn_platform.definitions import build_definitions
+from churn_platform.settings import Settings
+from churn_platform_tests.conftest import DEMO_END
+
+K = "2024-05-20"  # as-of 2024-05-26; labels of as-of 2024-04-28
+K_MINUS_4 = "2024-04-22"
+
+
+def materialize(settings: Settings, assets: list[str], partition: str, instance=None, checks=True):
+    defs = build_definitions(settings)
+    job = defs.resolve_implicit_global_asset_job_def()
+    keys = {dg.AssetKey(a) for a in assets}
+    if checks:
+        job = job.get_subset(asset_selection=keys)
+    else:
+        job = job.get_subset(asset_selection=keys, asset_check_selection=set())
+    return job.execute_in_process(
+        partition_key=partition, instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+
+
+def query(settings: Settings, sql: str, params=None):
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def failure_message(result, step: str) -> str:
+    return result.failure_data_for_node(step).error.message
+
+
+def test_features_and_labels_publish_the_contract_tables(demo_settings):
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize(demo_settings, ["user_features"], K_MINUS_4, instance).success
+    result = materialize(demo_settings, ["user_features", "churn_labels"], K, instance)
+    assert result.success
+
+    schema = {
+        table: query(demo_settings, "SELECT column_name, data_type FROM information_schema.columns "
+                     "WHERE table_name = ? ORDER BY ordinal_position", [table])
+        for table in ("user_features", "churn_labels")
+    }
+    assert schema["user_features"] == [
+        ("as_of_date", "DATE"), ("user_id", "BIGINT"), ("days_since_last_login", "INTEGER"),
+        ("payment_attempts_30d", "INTEGER"), ("payment_failures_30d", "INTEGER"),
+        ("payment_failure_rate", "DOUBLE"), ("avg_session_length_7d", "DOUBLE"),
+        ("support_tickets_90d", "INTEGER"), ("plan_tier", "VARCHAR"),
+    ]
+    assert schema["churn_labels"] == [("as_of_date", "DATE"), ("user_id", "BIGINT"), ("churned", "INTEGER")]
+
+    per_date = dict(query(demo_settings, "SELECT as_of_date, count(*) FROM user_features GROUP BY 1"))
+    assert set(per_date) == {dt.date(2024, 4, 28), DEMO_END}
+    assert query(demo_settings, "SELECT count(*) - count(DISTINCT (as_of_date, user_id)) FROM user_features") == [(0,)]
+    labels = query(demo_settings, "SELECT as_of_date, count(*), avg(churned) FROM churn_labels GROUP BY 1")
+    assert len(labels) == 1 and labels[0][0] == dt.date(2024, 4, 28)
+    assert labels[0][1] == per_date[dt.date(2024, 4, 28)]  # the labelled population is the feature rows
+    assert 0.05 <= labels[0][2] <= 0.2
+
+    metadata = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert metadata["user_features"]["population"].value == per_date[DEMO_END]
+    assert 0 < metadata["churn_labels"]["churn_rate"].value < 1
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations and all(e.passed for e in evaluations)
+    assert {"user_features_min_population", "churn_labels_churn_rate"} <= {e.check_name for e in evaluations}
+
+    before = query(demo_settings, "SELECT * FROM user_features ORDER BY ALL")
+    assert materialize(demo_settings, ["user_features"], K, instance).success
+    assert query(demo_settings, "SELECT * FROM user_features ORDER BY ALL") == before
+
+
+def test_labels_are_refused_before_their_window_has_landed(demo_settings):
+    with duckdb.connect(str(demo_settings.warehouse_path)) as con:
+        con.execute("DELETE FROM ingested_days WHERE event_date = '2024-05-25'")
+    assert materialize(demo_settings, ["user_features"], K_MINUS_4).success
+    result = materialize(demo_settings, ["churn_labels"], K)
+    assert not result.success
+    message = failure_message(result, "churn_labels_dbt")
+    assert "labels for as-of 2024-04-28..2024-04-28 cannot be built yet" in message
+    assert "raw_events not ingested for 1 day(s): 2024-05-25" in message
+    assert query(demo_settings, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'churn_labels'") == [(0,)]
+
+
+def test_labels_need_the_features_of_their_as_of_date(demo_settings):
+    result = materialize(demo_settings, ["churn_labels"], K)
+    assert not result.success
+    assert "user_features not materialized for as-of 2024-04-28" in failure_message(result, "churn_labels_dbt")
+
+
+def test_population_gate_blocks_downstream(demo_settings):
+    strict = demo_settings.with_overrides(
+        gate_thresholds={**demo_settings.gate_thresholds, "min_training_rows": 1_000_000}
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize(demo_settings, ["user_features"], K_MINUS_4, instance).success
+    result = materialize(strict, ["user_features", "churn_labels"], K_MINUS_4, instance)
+    assert not result.success
+    gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "user_features_min_population")
+    assert not gate.passed and gate.metadata["min_rows"].value == 1_000_000
+    executed = {e.step_key for e in result.all_events if e.is_step_start}
+    assert "churn_labels_dbt" not in executed  # blocked by the failed gate
+
+
+def test_null_rate_gate_reports_the_column(demo_settings):
+    assert materialize(demo_settings, ["user_features"], K).success
+    with duckdb.connect(str(demo_settings.warehouse_path)) as con:
+        assert null_rate_gate(con, [DEMO_END], max_null=0.05).passed
+        con.execute("ALTER TABLE user_features ALTER avg_session_length_7d DROP NOT NULL")
+        con.execute("UPDATE user_features SET avg_session_length_7d = NULL WHERE user_id % 10 = 0")
+        evaluation = null_rate_gate(con, [DEMO_END], max_null=0.05)
+    assert not evaluation.passed
+    assert evaluation.metadata["null_rate_avg_session_length_7d (2024-05-26)"].value == pytest.approx(0.1, abs=0.02)
+
+
+def test_features_refuse_a_window_with_missing_days(demo_settings):
+    with duckdb.connect(str(demo_settings.warehouse_path)) as con:
+        con.execute("DELETE FROM user_daily_activity WHERE activity_date = '2024-03-01'")
+    result = materialize(demo_settings, ["user_features"], K)
+    assert not result.success
+    assert "user_daily_activity not built for 1 day(s): 2024-03-01" in failure_message(result, "user_features_dbt")
