@@ -10,6 +10,7 @@ from churn_platform.checks.feature_gates import build_feature_gates
 from churn_platform.jobs import build_jobs
 from churn_platform.partitions import daily_partitions, weekly_partitions
 from churn_platform.resources import build_resources
+from churn_platform.sensors.run_failure import build_run_failure_sensor
 from churn_platform.sensors.s3_landing import build_landing_sensor
 from churn_platform.settings import Settings
 from churn_platform.telemetry import disable_telemetry
@@ -22,7 +23,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[build_raw_events(daily, settings.gate_thresholds), *build_dbt_assets(daily, weekly)],
         asset_checks=build_feature_gates(weekly, settings.gate_thresholds),
         jobs=build_jobs(),
-        sensors=[build_landing_sensor(settings.start_date)],
+        sensors=[build_landing_sensor(settings.start_date), build_run_failure_sensor(settings.ui_url)],
         resources=build_resources(settings),
         # Steps share one process: a per-step process start costs more than our steps save
         # by running in parallel on a two-core machine with a single-writer warehouse.

@@ -65,6 +65,8 @@ class Settings:
     start_date: dt.date
     dbt_target: str
     slack_channel: str | None
+    slack_token_set: bool  # the token itself is read from SLACK_BOT_TOKEN by the resource
+    ui_url: str
     local_s3_credentials: bool
     gate_thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_GATE_THRESHOLDS))
 
@@ -93,6 +95,8 @@ class Settings:
             start_date=_resolve_start_date(env, data_dir),
             dbt_target=env.get("CHURN_DBT_TARGET") or ("prod" if environment == "prod" else "local"),
             slack_channel=env.get("CHURN_SLACK_CHANNEL") or None,
+            slack_token_set=bool(env.get("SLACK_BOT_TOKEN")),
+            ui_url=env.get("CHURN_DAGSTER_UI_URL") or "http://127.0.0.1:3000",
             local_s3_credentials=environment == "local" and not env.get("AWS_ACCESS_KEY_ID"),
             gate_thresholds=_thresholds_from_env(env),
         )

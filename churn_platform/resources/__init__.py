@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dagster as dg
 from dagster_aws.s3 import S3Resource
+from dagster_slack import SlackResource
 
 from churn_platform.dbt_project import DBT_EXECUTABLE, DBT_PROJECT, OfflineDbtCliResource
 from churn_platform.resources.landing import LandingZone
+from churn_platform.resources.notify import Notifier
 from churn_platform.resources.warehouse import DuckDBWarehouse
 from churn_platform.settings import LOCAL_S3_CREDENTIAL, Settings
 
@@ -22,12 +25,20 @@ def build_s3(settings: Settings) -> S3Resource:
     return S3Resource(endpoint_url=settings.s3_endpoint_url)
 
 
+def build_notifier(settings: Settings) -> Notifier:
+    """Slack only when both the bot token (a secret, from the environment) and a channel are set."""
+    if settings.slack_token_set and settings.slack_channel:
+        return Notifier(slack=SlackResource(token=dg.EnvVar("SLACK_BOT_TOKEN")), channel=settings.slack_channel)
+    return Notifier()
+
+
 def build_resources(settings: Settings) -> dict:
     s3 = build_s3(settings)
     return {
         "s3": s3,
         "landing": LandingZone(s3=s3, bucket=settings.landing_bucket),
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
+        "notifier": build_notifier(settings),
         "dbt": OfflineDbtCliResource(
             project_dir=DBT_PROJECT,
             dbt_executable=DBT_EXECUTABLE,
