@@ -62,6 +62,14 @@ def land(settings: Settings, path: Path, day: dt.date, name: str | None = None) 
     return key
 
 
+def rollback(settings: Settings):
+    """Point `champion` back at the previous champion and record it (DESIGN.md §4)."""
+    from churn_platform.ml.registry import connect
+    from churn_platform.ml.registry import rollback as rollback_champion
+
+    return rollback_champion(connect(settings.mlflow_tracking_uri))
+
+
 def install_instance_config(settings: Settings) -> None:
     """Copy the project's dagster.yaml into DAGSTER_HOME (telemetry off, pools, run monitoring)."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
@@ -179,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--name", default=None, help="object name (default: the file's name)")
 
+    sub.add_parser("rollback", help="point the MLflow alias `champion` back to the previous champion")
+
     p = sub.add_parser("dev", help="local S3 + dagster dev (what `make dev` runs)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
@@ -200,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "land":
         key = land(settings, args.file, args.date, args.name)
         print(f"landed s3://{settings.landing_bucket}/{key}")
+        return 0
+    if args.command == "rollback":
+        print(rollback(settings).report)
         return 0
     if args.command == "dev":
         s3_port = args.s3_port or int(settings.s3_endpoint_url.rsplit(":", 1)[1])

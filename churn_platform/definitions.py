@@ -5,11 +5,13 @@ from __future__ import annotations
 import dagster as dg
 
 from churn_platform.assets.dbt import build_dbt_assets
+from churn_platform.assets.model import build_model_assets
 from churn_platform.assets.raw_events import build_raw_events
 from churn_platform.checks.feature_gates import build_feature_gates
-from churn_platform.jobs import build_jobs
+from churn_platform.jobs import TRAINING_JOB, build_jobs
 from churn_platform.partitions import daily_partitions, weekly_partitions
 from churn_platform.resources import build_resources
+from churn_platform.schedules import build_schedules
 from churn_platform.sensors.run_failure import build_run_failure_sensor
 from churn_platform.sensors.s3_landing import build_landing_sensor
 from churn_platform.settings import Settings
@@ -19,10 +21,17 @@ from churn_platform.telemetry import disable_telemetry
 def build_definitions(settings: Settings) -> dg.Definitions:
     daily = daily_partitions(settings.start_date)
     weekly = weekly_partitions(settings.start_date)
+    jobs = build_jobs()
+    training_job = next(job for job in jobs if job.name == TRAINING_JOB)
     return dg.Definitions(
-        assets=[build_raw_events(daily, settings.gate_thresholds), *build_dbt_assets(daily, weekly)],
+        assets=[
+            build_raw_events(daily, settings.gate_thresholds),
+            *build_dbt_assets(daily, weekly),
+            *build_model_assets(weekly, settings.gate_thresholds),
+        ],
         asset_checks=build_feature_gates(weekly, settings.gate_thresholds),
-        jobs=build_jobs(),
+        jobs=jobs,
+        schedules=build_schedules(training_job),
         sensors=[build_landing_sensor(settings.start_date), build_run_failure_sensor(settings.ui_url)],
         resources=build_resources(settings),
         # Steps share one process: a per-step process start costs more than our steps save

@@ -75,7 +75,7 @@ def put_table(s3, bucket: str, key: str, table: pa.Table) -> None:
 # A small but realistic landed history, ingested once per session and copied per test.
 DEMO_END = dt.date(2024, 5, 26)  # a Sunday: the as-of date of weekly partition 2024-05-20
 DEMO_DAYS = 147
-DEMO_USERS = 4000
+DEMO_USERS = 12000
 DEMO_GATES = {"CHURN_GATE_MIN_TRAINING_ROWS": "1000"}
 
 

@@ -37,8 +37,6 @@ from churn_platform.partitions import (
 )
 from churn_platform.resources.warehouse import DuckDBWarehouse
 
-FEATURES_MAX_RUNTIME = {"dagster/max_runtime": 3600}  # the seed's 1 h for features
-
 
 def daily_vars(window: dg.TimeWindow) -> dict[str, str]:
     """user_daily_activity: the partition's days, inclusive."""
@@ -119,7 +117,6 @@ def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
         project=DBT_PROJECT,
-        op_tags=FEATURES_MAX_RUNTIME,
     )
     def features(
         context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource, warehouse: DuckDBWarehouse
@@ -145,7 +142,6 @@ def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
         project=DBT_PROJECT,
-        op_tags=FEATURES_MAX_RUNTIME,
     )
     def labels(
         context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource, warehouse: DuckDBWarehouse

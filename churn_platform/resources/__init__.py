@@ -8,6 +8,7 @@ from dagster_slack import SlackResource
 
 from churn_platform.dbt_project import DBT_EXECUTABLE, DBT_PROJECT, OfflineDbtCliResource
 from churn_platform.resources.landing import LandingZone
+from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform.resources.notify import Notifier
 from churn_platform.resources.warehouse import DuckDBWarehouse
 from churn_platform.settings import LOCAL_S3_CREDENTIAL, Settings
@@ -39,6 +40,9 @@ def build_resources(settings: Settings) -> dict:
         "landing": LandingZone(s3=s3, bucket=settings.landing_bucket),
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "notifier": build_notifier(settings),
+        "mlflow": MlflowRegistry(
+            tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
+        ),
         "dbt": OfflineDbtCliResource(
             project_dir=DBT_PROJECT,
             dbt_executable=DBT_EXECUTABLE,

@@ -1,0 +1,1 @@
+"""Churn model core: training and the MLflow registry workflow, free of Dagster."""

@@ -1,0 +1,133 @@
+"""Training, registry, champion/challenger and scores through Dagster, on a real MLflow store."""
+
+import shutil
+
+import dagster as dg
+import pytest
+
+from churn_platform.cli import rollback
+from churn_platform.definitions import build_definitions
+from churn_platform.jobs import TRAINING_JOB
+from churn_platform.ml.registry import connect, get_champion, version_number
+from churn_platform_tests.assets.test_features_labels import K, K_MINUS_4, materialize, query
+
+MODEL_STEPS = ["churn_model", "promotion_decision", "churn_scores"]
+WEAK_MODEL = {"ops": {"churn_model": {"config": {"max_iter": 1, "max_leaf_nodes": 2, "learning_rate": 0.01}}}}
+
+
+@pytest.fixture(scope="module")
+def training_inputs(ingested_demo, tmp_path_factory):
+    """Features of K-4 and K and labels of K, built once for the module."""
+    data_dir = tmp_path_factory.mktemp("training_inputs")
+    shutil.copy(ingested_demo.warehouse_path, data_dir / "warehouse.duckdb")
+    settings = ingested_demo.with_overrides(data_dir=data_dir)
+    assert materialize(settings, ["user_features"], K_MINUS_4).success
+    assert materialize(settings, ["user_features", "churn_labels"], K).success
+    return settings.warehouse_path
+
+
+@pytest.fixture
+def trainable(demo_settings, training_inputs):
+    """A private copy of the training inputs and a fresh MLflow store."""
+    shutil.copy(training_inputs, demo_settings.warehouse_path)
+    settings = demo_settings.with_overrides(
+        gate_thresholds={**demo_settings.gate_thresholds, "min_auc": 0.6}
+    )
+    return settings, dg.DagsterInstance.ephemeral()
+
+
+def train(settings, instance, run_config=None):
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey(a) for a in MODEL_STEPS}
+    )
+    return job.execute_in_process(
+        partition_key=K, instance=instance, run_config=run_config or {}, raise_on_error=False
+    )
+
+
+def metadata(result, asset: str) -> dict:
+    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset)
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_first_training_promotes_and_scores_come_from_the_champion(trainable):
+    settings, instance = trainable
+    result = train(settings, instance)
+    assert result.success
+    model = metadata(result, "churn_model")
+    assert model["training_as_of"] == "2024-04-28"  # features of K-4 joined with their labels
+    labelled = query(settings, "SELECT count(*) FROM churn_labels WHERE as_of_date = '2024-04-28'")[0][0]
+    assert model["rows"] == pytest.approx(0.2 * labelled, abs=1)  # holdout rows
+    assert model["roc_auc"] >= 0.75
+    decision = metadata(result, "promotion_decision")
+    assert decision["promoted"] is True and decision["previous_champion"] == "none"
+    assert "no champion" in decision["reason"].lower()
+    champion = get_champion(connect(settings.mlflow_tracking_uri))
+    assert version_number(champion) == model["model_version"] == decision["champion_version"]
+    scores = query(settings, "SELECT count(*), count(DISTINCT user_id), min(model_version), max(model_version), "
+                   "min(churn_probability), max(churn_probability) FROM churn_scores WHERE as_of_date = '2024-05-26'")
+    features = query(settings, "SELECT count(*) FROM user_features WHERE as_of_date = '2024-05-26'")[0][0]
+    n, distinct, v_min, v_max, p_min, p_max = scores[0]
+    assert n == distinct == features and v_min == v_max == model["model_version"]
+    assert 0.0 <= p_min < p_max <= 1.0
+
+
+def test_worse_challenger_is_kept_out_and_better_one_promoted_then_rolled_back(trainable):
+    settings, instance = trainable
+    client = connect(settings.mlflow_tracking_uri)
+    weak = train(settings, instance, WEAK_MODEL)
+    assert weak.success
+    weak_version = metadata(weak, "churn_model")["model_version"]
+    assert version_number(get_champion(client)) == weak_version  # first model: no champion to beat
+
+    strong = train(settings, instance)
+    assert strong.success
+    decision = metadata(strong, "promotion_decision")
+    assert decision["promoted"] is True and decision["delta"] >= 0.005
+    strong_version = decision["champion_version"]
+    assert strong_version != weak_version
+
+    again_weak = train(settings, instance, WEAK_MODEL)
+    assert again_weak.success
+    decision = metadata(again_weak, "promotion_decision")
+    assert decision["promoted"] is False and decision["champion_version"] == strong_version
+    assert decision["challenger_auc"] < decision["champion_auc"]  # same holdout rows for both
+    assert query(settings, "SELECT DISTINCT model_version FROM churn_scores") == [(strong_version,)]
+
+    restored = rollback(settings)
+    assert (restored.rolled_back_version, restored.restored_version) == (strong_version, weak_version)
+    assert version_number(get_champion(client)) == weak_version
+    tags = client.get_model_version("churn_prediction", strong_version).tags
+    assert any("rolled_back" in key for key in tags)
+
+
+def test_failed_gate_registers_nothing_and_moves_no_alias(trainable):
+    settings, instance = trainable
+    strict = settings.with_overrides(gate_thresholds={**settings.gate_thresholds, "min_training_rows": 10**6})
+    result = train(strict, instance)
+    assert not result.success
+    assert "the gate needs 1000000" in result.failure_data_for_node("churn_model").error.message
+    executed = {e.step_key for e in result.all_events if e.is_step_start}
+    assert executed == {"churn_model"}
+    client = connect(settings.mlflow_tracking_uri)
+    assert client.search_model_versions("name='churn_prediction'") == []
+    assert get_champion(client) is None
+
+
+def test_auc_floor_blocks_promotion(trainable):
+    settings, instance = trainable
+    floor = settings.with_overrides(gate_thresholds={**settings.gate_thresholds, "min_auc": 0.99})
+    result = train(floor, instance)
+    assert not result.success
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "churn_model_auc_floor")
+    assert not evaluation.passed
+    executed = {e.step_key for e in result.all_events if e.is_step_start}
+    assert "promotion_decision" not in executed and "churn_scores" not in executed
+    assert get_champion(connect(settings.mlflow_tracking_uri)) is None
+
+
+def test_weekly_job_selects_the_whole_flow(settings):
+    job = build_definitions(settings).resolve_job_def(TRAINING_JOB)
+    assert {k.path[-1] for k in job.asset_layer.executable_asset_keys} == {
+        "user_features", "churn_labels", "churn_model", "promotion_decision", "churn_scores"
+    }

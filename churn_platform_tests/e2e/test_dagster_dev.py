@@ -1,0 +1,191 @@
+"""End to end through a real `dagster dev`: what an operator does in the UI, and the S3 sensor."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from churn_platform.constants import RAW_EVENTS
+from churn_platform.ingest.validation import landing_prefix
+from churn_platform.jobs import INGEST_JOB
+from churn_platform.resources.warehouse import DuckDBWarehouse
+from churn_platform_tests.conftest import event_table, put_table
+
+pytestmark = pytest.mark.e2e
+
+LANDING_SENSOR = "s3_landing_sensor"
+RAW_EVENTS_KEY = {"path": [RAW_EVENTS]}
+RUN_TIMEOUT = 120
+BACKFILL_TIMEOUT = 150
+SENSOR_RUN_TIMEOUT = 90
+FINISHED_BACKFILL_STATUSES = {
+    "COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED",
+}
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+
+BACKFILL_QUERY = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill {
+      status
+      error { message stack }
+      runs { runId status tags { key value } }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on Error { message }
+  }
+}
+"""
+
+MATERIALIZATIONS_QUERY = """
+query($key: AssetKeyInput!, $partition: String!) {
+  assetOrError(assetKey: $key) {
+    __typename
+    ... on Asset { assetMaterializations(partitions: [$partition]) { runId partition } }
+  }
+}
+"""
+
+SENSOR_QUERY = """
+query($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor {
+      targets { pipelineName }
+      sensorState {
+        status
+        ticks(limit: 5) { status timestamp runIds skipReason error { message } }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+
+def _tags(run: dict) -> dict[str, str]:
+    return {tag["key"]: tag["value"] for tag in run["tags"]}
+
+
+def _logs(dagster_dev, runs: list[dict]) -> str:
+    return "\n".join(dagster_dev.run_logs(run["runId"]) for run in runs)
+
+
+def _wait_for_backfill(dagster_dev, backfill_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        backfill = dagster_dev.graphql(BACKFILL_QUERY, id=backfill_id)["partitionBackfillOrError"]
+        assert backfill["__typename"] == "PartitionBackfill", backfill
+        if backfill["status"] in FINISHED_BACKFILL_STATUSES:
+            return backfill
+        if time.monotonic() > deadline:
+            pytest.fail(f"backfill {backfill_id} still {backfill['status']} after {timeout} s\n"
+                        f"{_logs(dagster_dev, backfill['runs'])}")
+        time.sleep(1)
+
+
+def _landed_rows(dagster_dev, day: dt.date) -> int:
+    """Rows in the parquet files landed for `day` (the generator lands only valid, unique rows)."""
+    s3 = dagster_dev.s3
+    bucket = dagster_dev.settings.landing_bucket
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=landing_prefix(day.isoformat()))
+    bodies = (s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+              for obj in listing["Contents"])
+    return sum(pq.read_metadata(pa.BufferReader(body)).num_rows for body in bodies)
+
+
+def test_backfill_of_a_date_range_is_one_run_and_lands_in_the_warehouse(dagster_dev):
+    days = dagster_dev.seeded_days
+    launched = dagster_dev.graphql(LAUNCH_BACKFILL, params={
+        "assetSelection": [RAW_EVENTS_KEY],
+        "partitionNames": [day.isoformat() for day in days],
+    })["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+
+    backfill = _wait_for_backfill(dagster_dev, launched["backfillId"], BACKFILL_TIMEOUT)
+    runs = backfill["runs"]
+    assert backfill["status"] == "COMPLETED_SUCCESS", f"{backfill}\n{_logs(dagster_dev, runs)}"
+    assert len(runs) == 1, f"raw_events has a single-run backfill policy: {runs}"
+    run = runs[0]
+    assert run["status"] == "SUCCESS", _logs(dagster_dev, runs)
+    assert _tags(run)["dagster/asset_partition_range_start"] == days[0].isoformat()
+    assert _tags(run)["dagster/asset_partition_range_end"] == days[-1].isoformat()
+
+    # Other runs (the sensor's) may still hold the warehouse's writer lock.
+    dagster_dev.wait_until_idle(RUN_TIMEOUT)
+    warehouse = DuckDBWarehouse(path=str(dagster_dev.settings.warehouse_path))
+    with warehouse.connect(read_only=True) as con:
+        loaded = dict(con.execute(
+            "SELECT event_date, count(*) FROM raw_events "
+            "WHERE event_date BETWEEN ? AND ? GROUP BY event_date",
+            [days[0], days[-1]],
+        ).fetchall())
+    assert loaded == {day: _landed_rows(dagster_dev, day) for day in days}
+
+
+def test_materialize_one_partition_like_the_ui(dagster_dev):
+    day = dagster_dev.seeded_days[-1].isoformat()
+    launched = dagster_dev.graphql(LAUNCH_RUN, params={
+        "selector": {
+            **dagster_dev.repository_selector(),
+            "pipelineName": "__ASSET_JOB",
+            "assetSelection": [RAW_EVENTS_KEY],
+        },
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day}]},
+        "mode": "default",
+    })["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    dagster_dev.assert_run_succeeded(run_id, RUN_TIMEOUT)
+    asset = dagster_dev.graphql(
+        MATERIALIZATIONS_QUERY, key=RAW_EVENTS_KEY, partition=day)["assetOrError"]
+    assert {"runId": run_id, "partition": day} in asset["assetMaterializations"]
+
+
+def test_landing_sensor_ingests_a_newly_landed_day(dagster_dev):
+    selector = {**dagster_dev.repository_selector(), "sensorName": LANDING_SENSOR}
+    sensor = dagster_dev.graphql(SENSOR_QUERY, selector=selector)["sensorOrError"]
+    assert sensor["__typename"] == "Sensor", (
+        f"{LANDING_SENSOR} is not in the code location: {sensor}")
+    assert sensor["targets"] == [{"pipelineName": INGEST_JOB}]
+    assert sensor["sensorState"]["status"] == "RUNNING", "the landing sensor must run by default"
+
+    day = (dagster_dev.seeded_days[-1] + dt.timedelta(days=1)).isoformat()  # nothing landed yet
+    put_table(dagster_dev.s3, dagster_dev.settings.landing_bucket,
+              f"{landing_prefix(day)}part-000.parquet", event_table(dt.date.fromisoformat(day), 30))
+
+    wanted = {"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": day}
+    deadline = time.monotonic() + SENSOR_RUN_TIMEOUT
+    while not (runs := dagster_dev.runs(tags=wanted)):
+        if time.monotonic() > deadline:
+            ticks = dagster_dev.graphql(SENSOR_QUERY, selector=selector)["sensorOrError"]
+            pytest.fail(f"no sensor run for {day} after {SENSOR_RUN_TIMEOUT} s; sensor: {ticks}")
+        time.sleep(2)
+    assert len(runs) == 1, runs
+    run = dagster_dev.assert_run_succeeded(runs[0]["runId"], RUN_TIMEOUT)
+    assert run["jobName"] == INGEST_JOB

@@ -1,0 +1,66 @@
+"""MLflow on a temporary sqlite store with artifacts under tmp_path; small synthetic data."""
+
+import dataclasses
+import shutil
+
+import pytest
+
+from churn_platform.constants import FEATURE_COLUMNS, LABEL_COLUMN
+from churn_platform.ml.registry import connect
+from churn_platform.ml.training import TrainingParams, evaluate, train
+from churn_platform_tests.ml.synthetic import synthetic_training_frame
+
+# Small models keep the suite fast; the data stays above the 10k-row gate.
+FAST_PARAMS = TrainingParams(max_iter=30)
+WEAK_PARAMS = TrainingParams(max_iter=3, max_leaf_nodes=2)
+
+
+@pytest.fixture(autouse=True)
+def offline_mlflow(monkeypatch):
+    """No MLflow or usage telemetry leaves the machine; no download progress bars in the log."""
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("DO_NOT_TRACK", "true")
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory):
+    """An empty MLflow sqlite store, migrated once: migrations take ~2 s per new file."""
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    connect(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, migrated_store):
+    """(client, artifact_root) on a fresh copy of the migrated store."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(migrated_store, db)
+    return connect(f"sqlite:///{db}"), tmp_path / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def training_frame():
+    return synthetic_training_frame(n_rows=12_000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained(training_frame):
+    return train(training_frame, FAST_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def weak_trained(training_frame):
+    return train(training_frame, WEAK_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def shuffled_trained(training_frame, trained):
+    """Trained on permuted labels (no signal), measured on the real holdout."""
+    shuffled = training_frame.assign(
+        churned=training_frame["churned"].sample(frac=1.0, random_state=1).to_numpy()
+    )
+    model = train(shuffled, FAST_PARAMS).model
+    holdout = trained.holdout
+    metrics = evaluate(model, holdout[list(FEATURE_COLUMNS)], holdout[LABEL_COLUMN])
+    return dataclasses.replace(trained, model=model, metrics=metrics)
