@@ -1,0 +1,85 @@
+"""The code location loads, every job/schedule/sensor resolves, and the graph is what we expect."""
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import dagster as dg
+
+from churn_platform.definitions import build_definitions
+from churn_platform.schedules import WEEKLY_TRAINING_SCHEDULE
+
+EXPECTED_GRAPH = {
+    "raw_events": ("daily", []),
+    "user_daily_activity": ("daily", ["raw_events"]),
+    "user_features": ("weekly", ["user_daily_activity"]),
+    "churn_labels": ("weekly", ["user_daily_activity", "user_features"]),
+    "churn_model": ("weekly", ["churn_labels", "user_features"]),
+    "promotion_decision": ("weekly", ["churn_model"]),
+    "churn_scores": ("weekly", ["promotion_decision", "user_features"]),
+}
+PYTHON_CHECKS = {
+    "raw_events": {"raw_events_schema", "raw_events_duplicate_rate", "raw_events_rejected_rate"},
+    "user_features": {"user_features_min_population", "user_features_max_null_rate"},
+    "churn_labels": {"churn_labels_min_population", "churn_labels_churn_rate"},
+    "churn_model": {"churn_model_auc_floor"},
+}
+
+
+def test_every_job_schedule_and_sensor_resolves(settings):
+    defs = build_definitions(settings)
+    for job in defs.jobs:
+        defs.resolve_job_def(job.name)
+    assert {s.name for s in defs.schedules} == {WEEKLY_TRAINING_SCHEDULE}
+    assert {s.name for s in defs.sensors} == {"s3_landing_sensor", "run_failure_alert"}
+    for schedule in defs.schedules:
+        defs.resolve_schedule_def(schedule.name)
+    for sensor in defs.sensors:
+        defs.resolve_sensor_def(sensor.name)
+    defs.resolve_all_job_defs()
+
+
+def test_asset_graph_snapshot(settings):
+    graph = build_definitions(settings).resolve_asset_graph()
+    actual = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        kind = {dg.DailyPartitionsDefinition: "daily", dg.WeeklyPartitionsDefinition: "weekly"}[
+            type(node.partitions_def)
+        ]
+        actual[key.to_user_string()] = (kind, sorted(k.to_user_string() for k in node.parent_keys))
+    assert actual == EXPECTED_GRAPH
+    checks: dict[str, set[str]] = {}
+    for check_key in graph.asset_check_keys:
+        checks.setdefault(check_key.asset_key.to_user_string(), set()).add(check_key.name)
+    for asset, names in PYTHON_CHECKS.items():
+        assert names <= checks[asset]
+    # dbt tests arrive as checks too, e.g. the one-row-per-key test of the published tables.
+    assert "unique_combination_of_columns_user_features_as_of_date__user_id" in checks["user_features"]
+    assert "unique_combination_of_columns_churn_labels_as_of_date__user_id" in checks["churn_labels"]
+
+
+def test_weekly_schedule_trains_the_week_that_just_ended(settings):
+    schedule = build_definitions(settings).resolve_schedule_def(WEEKLY_TRAINING_SCHEDULE)
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 1 * * 1", "UTC")
+    assert schedule.job_name == "weekly_training_job"
+    monday_1am = dt.datetime(2024, 6, 3, 1, 0, tzinfo=dt.timezone.utc)
+    with dg.build_schedule_context(scheduled_execution_time=monday_1am) as context:
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2024-05-27"]  # Mon 27 May .. Sun 2 June
+
+
+def test_import_has_no_side_effects(tmp_path):
+    """Importing the package opens nothing, reads no state, and leaves MLflow and sklearn unloaded."""
+    data_dir = tmp_path / "never-created"
+    code = (
+        "import sys, json, churn_platform;"
+        "print(json.dumps({m: m in sys.modules for m in ('mlflow', 'sklearn')}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        env={"CHURN_DATA_DIR": str(data_dir), "PATH": ""}, capture_output=True, text=True, check=True,
+    )
+    assert json.loads(out.stdout) == {"mlflow": False, "sklearn": False}
+    assert not data_dir.exists()
