@@ -8,6 +8,7 @@ every few seconds and at shutdown.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ def s3_client(endpoint_url: str | None, local: bool = True):
 @contextmanager
 def local_s3_server(port: int = 0) -> Iterator[str]:
     """Run moto's S3 HTTP server on 127.0.0.1; yields its endpoint URL."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the console
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound_port = server.get_host_and_port()

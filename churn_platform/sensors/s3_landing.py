@@ -303,6 +303,39 @@ def plan_tick(
     )
 
 
+def coalesce_into_ranges(requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
+    """One run per run of consecutive dates, as a single-run backfill would do.
+
+    Catching up (first start, a long outage) then costs a few runs instead of one per day;
+    each range run ingests a day at a time. A lone date keeps its plain partition request.
+    """
+    by_day = sorted(requests, key=lambda r: r.partition_key)
+    groups: list[list[dg.RunRequest]] = []
+    for request in by_day:
+        day = dt.date.fromisoformat(request.partition_key)
+        if groups and dt.date.fromisoformat(groups[-1][-1].partition_key) == day - dt.timedelta(days=1):
+            groups[-1].append(request)
+        else:
+            groups.append([request])
+    coalesced = []
+    for group in groups:
+        if len(group) == 1:
+            coalesced.append(group[0])
+            continue
+        first, last = group[0].partition_key, group[-1].partition_key
+        digest = hashlib.sha256("|".join(r.run_key for r in group).encode()).hexdigest()[:16]
+        coalesced.append(
+            dg.RunRequest(
+                run_key=f"{first}..{last}:{digest}",
+                tags={
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
+                },
+            )
+        )
+    return coalesced
+
+
 def build_landing_sensor(
     start_date: dt.date,
     job_name: str = INGEST_JOB,
@@ -335,6 +368,6 @@ def build_landing_sensor(
             return dg.SensorResult(cursor=cursor, skip_reason=plan.report())
         log = context.log.warning if plan.skipped_keys else context.log.info
         log(plan.report())
-        return dg.SensorResult(run_requests=plan.run_requests, cursor=cursor)
+        return dg.SensorResult(run_requests=coalesce_into_ranges(plan.run_requests), cursor=cursor)
 
     return s3_landing_sensor

@@ -6,6 +6,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
+import duckdb
 import pytest
 
 from churn_platform.definitions import build_definitions
@@ -237,3 +238,30 @@ def test_sensor_definition_requests_runs_of_the_ingest_job(settings, s3):
 def test_limits_that_could_stall_the_sensor_are_refused(limits):
     with pytest.raises(ValueError):
         TickLimits(**limits)
+
+
+def test_catch_up_coalesces_consecutive_dates_into_range_runs(settings, s3):
+    today = dt.datetime.now(dt.timezone.utc).date()
+    start = today - dt.timedelta(days=30)
+    days = [today - dt.timedelta(days=n) for n in (12, 11, 10, 3)]
+    for i, day in enumerate(days):
+        put_table(s3, settings.landing_bucket, _key(day), event_table(day, 6, start_id=100 * i))
+    sensor = build_landing_sensor(start_date=start)
+    resources = {"landing": build_resources(settings)["landing"]}
+    with dg.build_sensor_context(cursor=None, resources=resources, instance=dg.DagsterInstance.ephemeral()) as ctx:
+        requests = sensor(ctx).run_requests
+    assert len(requests) == 2
+    ranged = next(r for r in requests if r.partition_key is None)
+    assert (ranged.tags["dagster/asset_partition_range_start"], ranged.tags["dagster/asset_partition_range_end"]) == (
+        days[0].isoformat(), days[2].isoformat())
+    assert next(r for r in requests if r.partition_key).partition_key == days[3].isoformat()
+
+    # The daemon launches the request as it is: one run loads the three days.
+    defs = build_definitions(settings.with_overrides(start_date=start))
+    result = defs.resolve_job_def(INGEST_JOB).execute_in_process(
+        tags=ranged.tags, instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        loaded = dict(con.execute("SELECT event_date, count(*) FROM raw_events GROUP BY 1").fetchall())
+    assert loaded == {day: 6 for day in days[:3]}
