@@ -189,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("rollback", help="point the MLflow alias `champion` back to the previous champion")
 
+    p = sub.add_parser("demo", help="headless end to end through Dagster (what `make demo` runs)")
+    p.add_argument("--users", type=int, default=DEMO_USERS)
+    p.add_argument("--days", type=int, default=DEFAULT_DEMO_DAYS)
+    p.add_argument("--end-date", type=_date, default=None, help="last day (default: yesterday UTC)")
+    p.add_argument("--seed", type=int, default=42)
+
     p = sub.add_parser("dev", help="local S3 + dagster dev (what `make dev` runs)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
@@ -213,6 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rollback":
         print(rollback(settings).report)
+        return 0
+    if args.command == "demo":
+        from churn_platform.demo import DemoError, run_demo
+
+        try:
+            print(run_demo(args.users, args.days, args.end_date, args.seed).report())
+        except DemoError as err:
+            print(f"demo failed: {err}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "dev":
         s3_port = args.s3_port or int(settings.s3_endpoint_url.rsplit(":", 1)[1])

@@ -67,6 +67,7 @@ class Settings:
     slack_channel: str | None
     slack_token_set: bool  # the token itself is read from SLACK_BOT_TOKEN by the resource
     ui_url: str
+    mlflow_ui_url: str | None
     local_s3_credentials: bool
     gate_thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_GATE_THRESHOLDS))
 
@@ -97,6 +98,8 @@ class Settings:
             slack_channel=env.get("CHURN_SLACK_CHANNEL") or None,
             slack_token_set=bool(env.get("SLACK_BOT_TOKEN")),
             ui_url=env.get("CHURN_DAGSTER_UI_URL") or "http://127.0.0.1:3000",
+            mlflow_ui_url=env.get("CHURN_MLFLOW_UI_URL")
+            or ("http://127.0.0.1:5000" if environment == "local" else None),
             local_s3_credentials=environment == "local" and not env.get("AWS_ACCESS_KEY_ID"),
             gate_thresholds=_thresholds_from_env(env),
         )

@@ -8,7 +8,7 @@ import datetime as dt
 
 import dagster as dg
 
-from churn_platform.constants import CHURN_LABELS, FEATURE_COLUMNS, USER_FEATURES
+from churn_platform.constants import CHURN_LABELS, FEATURE_COLUMNS, USER_FEATURES, WAREHOUSE_POOL
 from churn_platform.partitions import week_window
 from churn_platform.resources.warehouse import DuckDBWarehouse
 
@@ -54,7 +54,7 @@ def build_feature_gates(weekly, thresholds: dict[str, float]) -> list[dg.AssetCh
     max_null = thresholds["max_null_rate"]
     min_rate, max_rate = thresholds["min_churn_rate"], thresholds["max_churn_rate"]
 
-    @dg.asset_check(asset=USER_FEATURES, blocking=True, partitions_def=weekly,
+    @dg.asset_check(asset=USER_FEATURES, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"Population at each as-of date is at least {min_rows} users.")
     def user_features_min_population(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
         dates = feature_as_of_dates(context.partition_time_window)
@@ -63,14 +63,14 @@ def build_feature_gates(weekly, thresholds: dict[str, float]) -> list[dg.AssetCh
         return _result(min(counts.values()) >= min_rows,
                        {d: {"population": n} for d, n in counts.items()}, {"min_rows": min_rows})
 
-    @dg.asset_check(asset=USER_FEATURES, blocking=True, partitions_def=weekly,
+    @dg.asset_check(asset=USER_FEATURES, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"No feature column is more than {max_null:.0%} null.")
     def user_features_max_null_rate(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
         dates = feature_as_of_dates(context.partition_time_window)
         with warehouse.connect(read_only=True) as con:
             return null_rate_gate(con, dates, max_null)
 
-    @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly,
+    @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"Labelled population is at least {min_rows} users.")
     def churn_labels_min_population(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
         dates = label_as_of_dates(context.partition_time_window)
@@ -79,7 +79,7 @@ def build_feature_gates(weekly, thresholds: dict[str, float]) -> list[dg.AssetCh
         return _result(min(counts.values()) >= min_rows,
                        {d: {"population": n} for d, n in counts.items()}, {"min_rows": min_rows})
 
-    @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly,
+    @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"28-day churn rate lies within [{min_rate:.1%}, {max_rate:.0%}].")
     def churn_labels_churn_rate(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
         dates = label_as_of_dates(context.partition_time_window)

@@ -41,7 +41,9 @@ def build_resources(settings: Settings) -> dict:
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "notifier": build_notifier(settings),
         "mlflow": MlflowRegistry(
-            tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=str(settings.mlflow_artifact_root),
+            ui_url=settings.mlflow_ui_url,
         ),
         "dbt": OfflineDbtCliResource(
             project_dir=DBT_PROJECT,
