@@ -35,6 +35,7 @@ dev: install
 	$(BIN)/churn-platform dev
 
 test: install
+	scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 demo: install

@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from churn_platform.assets.dbt import daily_vars, feature_vars, label_vars
+from churn_platform.assets.dbt import daily_vars, weekly_vars
 from churn_platform.partitions import (
     FEATURE_WINDOW_MAPPING,
     LABEL_WINDOW_MAPPING,
@@ -37,10 +37,15 @@ def test_weekly_partitions_are_mondays_after_a_full_lookback():
 def test_vars_for_one_week_and_a_range():
     weeks = week_window(_window(WEEKLY, K))
     assert (weeks.first_as_of, weeks.last_as_of) == (dt.date(2024, 5, 26), dt.date(2024, 5, 26))
-    assert feature_vars(weeks) == {"min_as_of": "2024-05-26", "max_as_of": "2024-05-26"}
-    assert label_vars(weeks) == {"min_as_of": "2024-04-28", "max_as_of": "2024-04-28"}
+    assert weekly_vars(weeks) == {
+        "min_as_of": "2024-05-26", "max_as_of": "2024-05-26",
+        "label_min_as_of": "2024-04-28", "label_max_as_of": "2024-04-28",
+    }
     weeks = week_window(_window(WEEKLY, "2024-05-06", K))
-    assert feature_vars(weeks) == {"min_as_of": "2024-05-12", "max_as_of": "2024-05-26"}
+    assert weekly_vars(weeks) == {
+        "min_as_of": "2024-05-12", "max_as_of": "2024-05-26",
+        "label_min_as_of": "2024-04-14", "label_max_as_of": "2024-04-28",
+    }
     assert daily_vars(_window(DAILY, "2024-02-01", "2024-02-29")) == {
         "min_date": "2024-02-01", "max_date": "2024-02-29"
     }

@@ -44,15 +44,16 @@ def daily_vars(window: dg.TimeWindow) -> dict[str, str]:
     return {"min_date": window.start.date().isoformat(), "max_date": last.isoformat()}
 
 
-def feature_vars(weeks: WeekWindow) -> dict[str, str]:
-    """user_features: the as-of Sundays of the partition's weeks."""
-    return {"min_as_of": weeks.first_as_of.isoformat(), "max_as_of": weeks.last_as_of.isoformat()}
-
-
-def label_vars(weeks: WeekWindow) -> dict[str, str]:
-    """churn_labels[K] labels the as-of date A_K - 28, whose window closes at A_K."""
-    first, last = weeks.label_as_of_range
-    return {"min_as_of": first.isoformat(), "max_as_of": last.isoformat()}
+def weekly_vars(weeks: WeekWindow) -> dict[str, str]:
+    """user_features at the partition's Sundays; churn_labels at the Sundays four weeks earlier,
+    whose 28-day label windows close at the partition's Sundays."""
+    first_label, last_label = weeks.label_as_of_range
+    return {
+        "min_as_of": weeks.first_as_of.isoformat(),
+        "max_as_of": weeks.last_as_of.isoformat(),
+        "label_min_as_of": first_label.isoformat(),
+        "label_max_as_of": last_label.isoformat(),
+    }
 
 
 class ChurnDbtTranslator(DagsterDbtTranslator):
@@ -108,6 +109,8 @@ def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
         """Per-user daily aggregate of raw_events, so weekly partitions never rescan raw rows."""
         yield from _run_dbt(context, dbt, USER_DAILY_ACTIVITY, daily_vars(context.partition_time_window))
 
+    # Two assets, not one multi-asset: they map the daily aggregate differently (a 90-day
+    # lookback vs the 28-day label window), and one node can only carry one mapping per input.
     @dbt_assets(
         manifest=manifest,
         select=USER_FEATURES,
@@ -121,17 +124,16 @@ def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
     def features(
         context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource, warehouse: DuckDBWarehouse
     ):
-        """Contract features at each weekly as-of date (DESIGN.md §3)."""
+        """Contract features at each weekly as-of date (DESIGN.md §3), once its 90 days landed."""
         weeks = week_window(context.partition_time_window)
         first = weeks.first_as_of - dt.timedelta(days=LOOKBACK_DAYS - 1)
         with warehouse.connect(read_only=True) as con:
-            problems = days_not_ingested(con, first, weeks.last_as_of)
-            problems += days_missing_activity(con, first, weeks.last_as_of)
-        _guard(problems, f"features for {weeks.first_as_of}..{weeks.last_as_of} need days {first}..{weeks.last_as_of}")
-        events = _run_dbt(context, dbt, USER_FEATURES, feature_vars(weeks))
+            problems = _inputs_missing(con, first, weeks.last_as_of)
+        _guard(problems, f"user_features for as-of {weeks.first_as_of}..{weeks.last_as_of} needs days {first}..{weeks.last_as_of}")
+        events = _run_dbt(context, dbt, USER_FEATURES, weekly_vars(weeks))
         with warehouse.connect(read_only=True) as con:
             stats = feature_stats(con, weeks.last_as_of)
-        yield from _with_metadata(events, USER_FEATURES, stats)
+        yield from _with_metadata(events, {USER_FEATURES: stats})
 
     @dbt_assets(
         manifest=manifest,
@@ -153,28 +155,28 @@ def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
         """
         weeks = week_window(context.partition_time_window)
         first_label, last_label = weeks.label_as_of_range
+        window_end = last_label + dt.timedelta(days=LABEL_WINDOW_DAYS)
         with warehouse.connect(read_only=True) as con:
-            problems = days_not_ingested(
-                con, first_label + dt.timedelta(days=1), last_label + dt.timedelta(days=LABEL_WINDOW_DAYS)
-            )
-            problems += days_missing_activity(
-                con, first_label + dt.timedelta(days=1), last_label + dt.timedelta(days=LABEL_WINDOW_DAYS)
-            )
+            problems = _inputs_missing(con, first_label + dt.timedelta(days=1), window_end)
             problems += feature_dates_missing(con, first_label, last_label)
         _guard(problems, f"labels for as-of {first_label}..{last_label} cannot be built yet")
-        events = _run_dbt(context, dbt, CHURN_LABELS, label_vars(weeks))
+        events = _run_dbt(context, dbt, CHURN_LABELS, weekly_vars(weeks))
         with warehouse.connect(read_only=True) as con:
             stats = label_stats(con, last_label)
-        yield from _with_metadata(events, CHURN_LABELS, stats)
+        yield from _with_metadata(events, {CHURN_LABELS: stats})
 
     return [daily_activity, features, labels]
 
 
-def _with_metadata(events: list, asset_name: str, stats: dict[str, float]):
-    """Attach partition statistics to the asset's materialization (the UI plots numbers)."""
+def _inputs_missing(con, first: dt.date, last: dt.date) -> list[str]:
+    return days_not_ingested(con, first, last) + days_missing_activity(con, first, last)
+
+
+def _with_metadata(events: list, stats_by_asset: dict[str, dict]):
+    """Attach partition statistics to the assets' materializations (the UI plots numbers)."""
     for event in events:
-        if isinstance(event, dg.Output) and event.output_name == asset_name:
-            event = event.with_metadata({**event.metadata, **stats})
+        if isinstance(event, dg.Output) and event.output_name in stats_by_asset:
+            event = event.with_metadata({**event.metadata, **stats_by_asset[event.output_name]})
         yield event
 
 

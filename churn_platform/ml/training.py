@@ -44,9 +44,9 @@ class TrainingParams:
     HistGradientBoosting's default of all cores made a 0.1 s fit take 1-11 s.
     """
 
-    learning_rate: float = 0.1
-    max_iter: int = 100
-    max_leaf_nodes: int = 15
+    learning_rate: float = 0.03
+    max_iter: int = 200
+    max_leaf_nodes: int = 4
     min_samples_leaf: int = 50
     l2_regularization: float = 1.0
     test_size: float = 0.2

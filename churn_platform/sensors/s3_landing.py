@@ -356,7 +356,7 @@ def build_landing_sensor(
     )
     def s3_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
         plan = plan_tick(
-            landing.s3.get_client(),
+            landing.client(),
             landing.bucket,
             LandingCursor.from_json(context.cursor),
             today=dt.datetime.now(dt.timezone.utc).date(),

@@ -103,12 +103,16 @@ def test_population_gate_blocks_downstream(demo_settings):
     )
     instance = dg.DagsterInstance.ephemeral()
     assert materialize(demo_settings, ["user_features"], K_MINUS_4, instance).success
-    result = materialize(strict, ["user_features", "churn_labels"], K_MINUS_4, instance)
+    result = materialize(strict, ["user_features", "churn_labels", "churn_model"], K, instance)
     assert not result.success
-    gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "user_features_min_population")
-    assert not gate.passed and gate.metadata["min_rows"].value == 1_000_000
+    failed = {e.check_name: e for e in result.get_asset_check_evaluations() if not e.passed}
+    assert set(failed) == {"user_features_min_population"}
+    gate = failed["user_features_min_population"]
+    assert gate.metadata["min_rows"].value == 1_000_000
+    assert 0 < gate.metadata["population (2024-05-26)"].value < 1_000_000
     executed = {e.step_key for e in result.all_events if e.is_step_start}
-    assert "churn_labels_dbt" not in executed  # blocked by the failed gate
+    assert "user_features_dbt" in executed  # the gate ran on what it built...
+    assert not executed & {"churn_labels_dbt", "churn_model"}  # ...and blocked everything downstream
 
 
 def test_null_rate_gate_reports_the_column(demo_settings):

@@ -192,7 +192,9 @@ def daily_vars() -> dict:
 
 
 def weekly_vars(first: dt.date, last: dt.date) -> dict:
-    return {"min_as_of": first.isoformat(), "max_as_of": last.isoformat()}
+    """Features and labels of the same as-of dates (the orchestrator labels four weeks back)."""
+    window = {"min_as_of": first.isoformat(), "max_as_of": last.isoformat()}
+    return {**window, **{f"label_{name}": value for name, value in window.items()}}
 
 
 def query(data_dir: Path, sql: str, *params) -> list[tuple]:

@@ -44,7 +44,7 @@ def test_missing_feature_column_is_rejected(training_frame):
 
 
 def test_default_model_auc_in_sane_band(trained):
-    assert 0.85 < trained.metrics["roc_auc"] < 0.99
+    assert 0.75 < trained.metrics["roc_auc"] < 0.99
     assert set(trained.metrics) == {"roc_auc", "pr_auc", "log_loss", "rows", "churn_rate"}
     assert trained.metrics["rows"] == len(trained.holdout)
     assert LABEL_COLUMN in trained.holdout.columns

@@ -30,10 +30,10 @@
 {% endmacro %}
 
 
-{# As-of dates of the weekly models to build: [min_as_of, max_as_of], both Sundays (DESIGN.md §3). #}
-{% macro weekly_window() %}
-    {%- set window = date_window('min_as_of', 'max_as_of') -%}
-    {%- for name, day in [('min_as_of', window.first_day), ('max_as_of', window.last_day)] -%}
+{# A window of as-of dates: both ends must be Sundays (DESIGN.md §3). #}
+{% macro sunday_window(first_var, last_var) %}
+    {%- set window = date_window(first_var, last_var) -%}
+    {%- for name, day in [(first_var, window.first_day), (last_var, window.last_day)] -%}
         {%- if day.isoweekday() != 7 -%}
             {{ exceptions.raise_compiler_error("var " ~ name ~ " must be a Sunday (the as-of date of a weekly partition), got " ~ day ~ ", a " ~ day.strftime('%A')) }}
         {%- endif -%}
@@ -42,9 +42,22 @@
 {% endmacro %}
 
 
-{# Every Sunday of the weekly window, as dates. #}
-{% macro as_of_dates_in_window() %}
-    {%- set window = weekly_window() -%}
+{# As-of dates of user_features to build: [min_as_of, max_as_of]. #}
+{% macro weekly_window() %}
+    {{ return(sunday_window('min_as_of', 'max_as_of')) }}
+{% endmacro %}
+
+
+{# As-of dates of churn_labels to build: [label_min_as_of, label_max_as_of]. The orchestrator
+   labels the as-of date four weeks before the partition's, whose label window has closed. #}
+{% macro label_window() %}
+    {{ return(sunday_window('label_min_as_of', 'label_max_as_of')) }}
+{% endmacro %}
+
+
+{# Every Sunday of a window (default: the features' weekly window), as dates. #}
+{% macro as_of_dates_in_window(window=none) %}
+    {%- set window = window or weekly_window() -%}
     {%- set weeks = ((window.last_day - window.first_day).days // 7) + 1 -%}
     {%- set as_of_dates = [] -%}
     {%- for week in range(weeks) -%}
@@ -65,10 +78,11 @@
 
 
 {#
-  Pre-hook of the partitioned models. delete+insert alone only replaces the
-  keys the rerun produces again; deleting the whole window first also removes
-  the rows of users who dropped out of it. Pre-hooks run inside the model's
-  transaction, so readers never see the window half replaced.
+  Pre-hook of the partitioned models: delete the whole window, then the model
+  appends the window's rows (incremental_strategy append). Deleting the window
+  rather than matching keys also removes the rows of users who dropped out of
+  it, and costs no key join. Pre-hooks run inside the model's transaction, so
+  readers never see the window half replaced.
 #}
 {% macro delete_window_before_rerun(column, window) -%}
     {%- if is_incremental() -%}

@@ -1,15 +1,19 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['as_of_date', 'user_id'],
-        pre_hook="{{ delete_window_before_rerun('as_of_date', weekly_window()) }}",
+        incremental_strategy='append',
+        pre_hook="{{ delete_window_before_rerun('as_of_date', label_window()) }}",
     )
 }}
 
 with as_of_dates as (
 
-    select * from {{ ref('as_of_dates') }}
+    {% for as_of_date in as_of_dates_in_window(label_window()) %}
+    select
+        {{ date_literal(as_of_date) }} as as_of_date,
+        cast({{ dbt.dateadd('day', 28, date_literal(as_of_date)) }} as date) as label_window_end
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 
 ),
 
@@ -18,7 +22,7 @@ population as (
 
     select as_of_date, user_id
     from {{ ref('user_features') }}
-    where {{ in_window('as_of_date', weekly_window()) }}
+    where {{ in_window('as_of_date', label_window()) }}
 
 ),
 
@@ -27,6 +31,8 @@ cancel_days as (
     select activity_date, user_id
     from {{ ref('user_daily_activity') }}
     where cancels > 0
+        and activity_date > {{ date_literal(label_window().first_day) }}
+        and activity_date <= {{ dbt.dateadd('day', 28, date_literal(label_window().last_day)) }}
 
 ),
 

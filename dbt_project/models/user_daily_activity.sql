@@ -1,8 +1,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['activity_date', 'user_id'],
+        incremental_strategy='append',
         pre_hook="{{ delete_window_before_rerun('activity_date', daily_window()) }}",
     )
 }}
