@@ -33,7 +33,6 @@ from churn_platform.constants import (
     CHURN_LABELS,
     CHURN_MODEL,
     CHURN_SCORES,
-    LABEL_WINDOW_DAYS,
     LANDING_PREFIX,
     PROMOTION_DECISION,
     RAW_EVENTS,
@@ -42,6 +41,7 @@ from churn_platform.constants import (
 from churn_platform.definitions import build_definitions
 from churn_platform.ingest.validation import parse_landing_key
 from churn_platform.jobs import INGEST_JOB
+from churn_platform.local_stack import S3Mirror, bucket_is_empty, ensure_bucket, local_s3_server, s3_client
 from churn_platform.partitions import first_weekly_partition
 from churn_platform.settings import Settings, default_demo_end_date
 
@@ -128,7 +128,7 @@ def newest_trainable_week(start_date: dt.date, end_date: dt.date) -> dt.date:
         raise DemoError(
             f"data {start_date}..{end_date} is too short: the demo needs weekly partitions "
             f"{oldest_needed}..{week_k}, the first is {first_weekly_partition(start_date)} "
-            "(90 days after the start); use more --days"
+            "(the first whose 90-day feature window fits in the data): seed more days"
         )
     return week_k
 
@@ -193,113 +193,121 @@ def run_demo(
     env: Mapping[str, str] | None = None,
     echo: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Seed (if needed) and materialize the two newest trainable weeks; see the module docstring.
+    """Seed (if the bucket is empty), then materialize the two newest trainable weeks.
 
-    env (default os.environ) configures Settings as everywhere else; DAGSTER_HOME is set in
-    os.environ for `DagsterInstance.get()`.
+    env (default os.environ) configures Settings as everywhere else; DAGSTER_HOME is also
+    set in os.environ, for `DagsterInstance.get()`.
     """
-    from churn_platform.local_stack import (
-        S3Mirror,
-        bucket_is_empty,
-        ensure_bucket,
-        local_s3_server,
-        s3_client,
-    )
     from churn_platform.ml.registry import connect, get_champion, version_number
 
     started = time.monotonic()
+
+    def step(message: str) -> None:
+        echo(f"[{time.monotonic() - started:6.1f} s] {message}")
+
     env = dict(os.environ if env is None else env)
     end_date = end_date or default_demo_end_date()
     if end_date > default_demo_end_date():
         raise DemoError(f"--end-date {end_date} is not a complete UTC day yet")
     settings = Settings.from_env(env)
     install_instance_config(settings)
-
-    def step(message: str) -> None:
-        echo(f"[{time.monotonic() - started:6.1f} s] {message}")
-
     with local_s3_server(port=0) as endpoint:
         local = {"s3_endpoint_url": endpoint, "local_s3_credentials": True}
-        settings = settings.with_overrides(**local)
-        client = s3_client(endpoint)
-        ensure_bucket(client, settings.landing_bucket)
-        mirror = S3Mirror(client, settings.landing_bucket, settings.data_dir / "s3")
-        restored = mirror.restore()
-        step(f"local S3 at {endpoint}: restored {restored} object(s) into s3://{settings.landing_bucket}")
-        seeded_events = None
-        if bucket_is_empty(client, settings.landing_bucket):
-            step(f"seeding {users:,} users, {days} days ending {end_date} (seed {seed_value}) ...")
-            _, seeded_events = seed(settings, users, days, end_date, seed_value)
-            mirror.sync()  # `make dev` restores these objects later
-        files, dates = landed_dates(client, settings.landing_bucket)
+        files, dates, seeded_events = _land(settings.with_overrides(**local), users, days, end_date,
+                                            seed_value, step)
         settings = Settings.from_env(env).with_overrides(**local)  # start date from the seed
         dates = [d for d in dates if settings.start_date <= d <= default_demo_end_date()]
         if not dates:
-            raise DemoError(f"s3://{settings.landing_bucket} has no landed day on or after {settings.start_date}")
-        data_end = dates[-1]
-        week_k = newest_trainable_week(settings.start_date, min(end_date, data_end))
-        step(f"{files} files landed for {dates[0]}..{data_end}; newest trainable week K = {week_k}")
-
-        log_path = settings.data_dir / LOG_FILE
-        step(f"materializing through Dagster (DAGSTER_HOME={settings.dagster_home}); output in {log_path}")
-        configure_pools(settings)  # sets DAGSTER_HOME for DagsterInstance.get()
-        with _output_to(log_path):
-            defs = build_definitions(settings)
-        with dg.DagsterInstance.get() as instance:
-
-            def run(what: str, job: dg.JobDefinition, **kwargs) -> dg.ExecuteInProcessResult:
-                run_started = time.monotonic()
-                with _output_to(log_path):
-                    result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
-                if not result.success:
-                    raise DemoError(f"{what} failed (run {result.run_id}; full output in {log_path}):\n"
-                                    f"{_failure(result)}")
-                step(f"{what}: ok in {time.monotonic() - run_started:.1f} s (run {result.run_id[:8]})")
-                return result
-
-            def assets(*names: str) -> dg.JobDefinition:
-                return defs.resolve_implicit_global_asset_job_def().get_subset(
-                    asset_selection={dg.AssetKey(name) for name in names}
-                )
-
-            def weeks(first: int, last: int) -> dict[str, str]:
-                return {
-                    **DEMO_TAGS,
-                    RANGE_START_TAG: (week_k - dt.timedelta(weeks=first)).isoformat(),
-                    RANGE_END_TAG: (week_k - dt.timedelta(weeks=last)).isoformat(),
-                }
-
-            ingest = run(
-                f"{INGEST_JOB} {dates[0]}...{data_end}",
-                defs.resolve_job_def(INGEST_JOB),
-                tags={**DEMO_TAGS, RANGE_START_TAG: dates[0].isoformat(), RANGE_END_TAG: data_end.isoformat()},
-            )
-            run(f"{USER_FEATURES} K-5..K", assets(USER_FEATURES), tags=weeks(FEATURE_WEEKS - 1, 0))
-            run(f"{CHURN_LABELS} K-1..K", assets(CHURN_LABELS), tags=weeks(1, 0))
-            trainings = []
-            for monday in (week_k - dt.timedelta(weeks=1), week_k):
-                key = monday.isoformat()
-                trainings.append((key, run(f"{' + '.join(MODEL_ASSETS)} {key}", assets(*MODEL_ASSETS),
-                                           partition_key=key, tags=DEMO_TAGS)))
+            raise DemoError(f"s3://{settings.landing_bucket} has no landed day since {settings.start_date}")
+        week_k = newest_trainable_week(settings.start_date, min(end_date, dates[-1]))
+        step(f"{files} files landed for {dates[0]}..{dates[-1]}; newest trainable week K = {week_k}")
+        ingest, trainings = _materialize(settings, dates[0], dates[-1], week_k, step)
 
     champion = get_champion(connect(settings.mlflow_tracking_uri))
     return DemoResult(
         start_date=settings.start_date,
-        end_date=data_end,
+        end_date=dates[-1],
         landed_files=files,
         seeded_events=seeded_events,
         raw=_metadata(ingest, RAW_EVENTS),
-        weeks=[_week(settings, key, training) for key, training in trainings],
+        weeks=[_week(settings, key, result) for key, result in trainings.items()],
         champion_version=version_number(champion) if champion else "none",
-        scores=_metadata(trainings[-1][1], CHURN_SCORES),
+        scores=_metadata(trainings[week_k.isoformat()], CHURN_SCORES),
         ui_url=settings.ui_url,
         seconds=time.monotonic() - started,
     )
 
 
+def _land(settings: Settings, users: int, days: int, end_date: dt.date, seed_value: int,
+          step: Callable[[str], None]) -> tuple[int, list[dt.date], int | None]:
+    """Restore the mirrored bucket, seed it if empty; returns (files, dates, events seeded)."""
+    client = s3_client(settings.s3_endpoint_url)
+    ensure_bucket(client, settings.landing_bucket)
+    mirror = S3Mirror(client, settings.landing_bucket, settings.data_dir / "s3")
+    restored = mirror.restore()
+    step(f"local S3 at {settings.s3_endpoint_url}: restored {restored} object(s) "
+         f"into s3://{settings.landing_bucket}")
+    seeded_events = None
+    if bucket_is_empty(client, settings.landing_bucket):
+        newest_trainable_week(end_date - dt.timedelta(days=days - 1), end_date)  # fail before seeding
+        step(f"seeding {users:,} users, {days} days ending {end_date} (seed {seed_value}) ...")
+        _, seeded_events = seed(settings, users, days, end_date, seed_value)
+        mirror.sync()  # so `make dev` restores the same objects
+    return *landed_dates(client, settings.landing_bucket), seeded_events
+
+
+def _materialize(
+    settings: Settings, first_day: dt.date, last_day: dt.date, week_k: dt.date, step: Callable[[str], None]
+) -> tuple[dg.ExecuteInProcessResult, dict[str, dg.ExecuteInProcessResult]]:
+    """The demo's runs on the persistent instance; returns the ingest run and the trainings by week."""
+    log_path = settings.data_dir / LOG_FILE
+    step(f"materializing through Dagster (DAGSTER_HOME={settings.dagster_home}); output in {log_path}")
+    configure_pools(settings)  # also sets DAGSTER_HOME for DagsterInstance.get()
+    with _output_to(log_path):  # resolving the jobs warns about beta features
+        defs = build_definitions(settings)
+        ingest_job = defs.resolve_job_def(INGEST_JOB)
+        asset_job = defs.resolve_implicit_global_asset_job_def()
+
+    def assets(*names: str) -> dg.JobDefinition:
+        return asset_job.get_subset(asset_selection={dg.AssetKey(name) for name in names})
+
+    def weeks_back(first: int, last: int) -> dict[str, str]:
+        """Tags of one run over weekly partitions K-first..K-last."""
+        return {
+            **DEMO_TAGS,
+            RANGE_START_TAG: (week_k - dt.timedelta(weeks=first)).isoformat(),
+            RANGE_END_TAG: (week_k - dt.timedelta(weeks=last)).isoformat(),
+        }
+
+    with dg.DagsterInstance.get() as instance:
+
+        def run(what: str, job: dg.JobDefinition, **kwargs) -> dg.ExecuteInProcessResult:
+            run_started = time.monotonic()
+            with _output_to(log_path):
+                result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+            if not result.success:
+                raise DemoError(f"{what} failed (run {result.run_id}; full output in {log_path}):\n"
+                                f"{_failure(result)}")
+            step(f"{what}: ok in {time.monotonic() - run_started:.1f} s (run {result.run_id[:8]})")
+            return result
+
+        ingest = run(f"{INGEST_JOB} {first_day}...{last_day}", ingest_job, tags={
+            **DEMO_TAGS, RANGE_START_TAG: first_day.isoformat(), RANGE_END_TAG: last_day.isoformat(),
+        })
+        run(f"{USER_FEATURES} K-5..K", assets(USER_FEATURES), tags=weeks_back(FEATURE_WEEKS - 1, 0))
+        run(f"{CHURN_LABELS} K-1..K", assets(CHURN_LABELS), tags=weeks_back(1, 0))
+        trainings = {}
+        for monday in (week_k - dt.timedelta(weeks=1), week_k):
+            key = monday.isoformat()
+            trainings[key] = run(f"{' + '.join(MODEL_ASSETS)} {key}", assets(*MODEL_ASSETS),
+                                 partition_key=key, tags=DEMO_TAGS)
+    return ingest, trainings
+
+
 def _week(settings: Settings, partition_key: str, result: dg.ExecuteInProcessResult) -> Week:
     """A training run's model and decision, with the labelled population it trained on."""
-    as_of = dt.date.fromisoformat(partition_key) + dt.timedelta(days=6 - LABEL_WINDOW_DAYS)
+    model = _metadata(result, CHURN_MODEL)
+    as_of = dt.date.fromisoformat(model["training_as_of"])
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         population, churn_rate = con.execute(
             "SELECT count(*), avg(churned) FROM churn_labels WHERE as_of_date = ?", [as_of]
@@ -309,6 +317,6 @@ def _week(settings: Settings, partition_key: str, result: dg.ExecuteInProcessRes
         training_as_of=as_of,
         population=population,
         churn_rate=churn_rate or 0.0,
-        model=_metadata(result, CHURN_MODEL),
+        model=model,
         decision=_metadata(result, PROMOTION_DECISION),
     )

@@ -13,7 +13,6 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 from threadpoolctl import threadpool_limits
@@ -88,20 +87,38 @@ def prepare_features(df: pd.DataFrame) -> pd.DataFrame:
     return features
 
 
+def _user_hash(user_ids: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded 64-bit mix of each user id (splitmix64): a stable pseudo-random rank per user."""
+    with np.errstate(over="ignore"):
+        x = user_ids.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
 def split_training_set(
     df: pd.DataFrame, params: TrainingParams = TrainingParams()
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
-    """Stratified split (the seed's 80/20, random_state 42) into X_train, X_test, y_train, y_test."""
-    if LABEL_COLUMN not in df.columns:
-        raise ValueError(f"training frame lacks label column {LABEL_COLUMN!r}")
+    """The seed's stratified 80/20 split (seeded with random_state 42), by user.
+
+    Within each class the users with the lowest seeded hash form the 20% holdout. A user keeps
+    the same hash every week, so a model's training users stay out of the next weeks' holdouts;
+    with a fresh random split per week the champion would be scored on rows it was trained on
+    (consecutive weeks share most users) and champion/challenger would favour the champion.
+    """
+    for column in (LABEL_COLUMN, "user_id"):
+        if column not in df.columns:
+            raise ValueError(f"training frame lacks column {column!r}")
     y = df[LABEL_COLUMN].astype("int64")
-    return train_test_split(
-        prepare_features(df),
-        y,
-        test_size=params.test_size,
-        stratify=y,
-        random_state=params.random_state,
-    )
+    ranks = _user_hash(df["user_id"].to_numpy(), params.random_state)
+    labels = y.to_numpy()
+    in_test = np.zeros(len(df), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        n_test = int(round(len(members) * params.test_size))
+        in_test[members[np.argsort(ranks[members], kind="stable")[:n_test]]] = True
+    X = prepare_features(df)
+    return X[~in_test], X[in_test], y[~in_test], y[in_test]
 
 
 def _plan_tier_encoder() -> ColumnTransformer:

@@ -97,7 +97,7 @@ def test_logged_model_round_trips_and_leaves_no_global_state(
     )
 
 
-def test_promotion_flow(mlflow_store, trained, weak_trained, shuffled_trained):
+def test_promotion_flow(mlflow_store, trained, weak_trained, inverted_trained):
     client, artifact_root = mlflow_store
     assert get_champion(client) is None  # no registered model yet
 
@@ -108,7 +108,7 @@ def test_promotion_flow(mlflow_store, trained, weak_trained, shuffled_trained):
     assert "**PROMOTED**" in report and "| Champion before | `none` |" in report
     assert version_tags(client, first.model_version)["previous_champion_version"] == "none"
 
-    worse = register(client, artifact_root, shuffled_trained, "2024-02-12")
+    worse = register(client, artifact_root, inverted_trained, "2024-02-12")
     decision, report = run_promotion(client, worse)
     assert not decision.promote
     assert version_number(get_champion(client)) == first.model_version
@@ -159,7 +159,7 @@ def test_retried_promotion_of_the_champion_changes_nothing(mlflow_store, weak_tr
 
 
 def test_rollback_walks_back_the_promotion_chain(
-    mlflow_store, trained, weak_trained, shuffled_trained
+    mlflow_store, trained, weak_trained, inverted_trained
 ):
     client, artifact_root = mlflow_store
     v1, v2, v3 = (
@@ -167,7 +167,7 @@ def test_rollback_walks_back_the_promotion_chain(
         for model, key in [
             (weak_trained, "2024-02-05"),
             (trained, "2024-02-12"),
-            (shuffled_trained, "2024-02-19"),
+            (inverted_trained, "2024-02-19"),
         ]
     )
     versions = {v: client.get_model_version(REGISTERED_MODEL_NAME, v) for v in (v1, v2, v3)}

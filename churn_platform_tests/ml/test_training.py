@@ -75,3 +75,13 @@ def test_seed_estimator_is_the_seed_configuration():
 def test_params_reach_the_estimator():
     classifier = build_estimator(TrainingParams(max_iter=7, learning_rate=0.3))[-1]
     assert (classifier.max_iter, classifier.learning_rate, classifier.random_state) == (7, 0.3, 42)
+
+
+def test_holdout_users_are_stable_across_weeks(training_frame):
+    """Next week's data (mostly the same users) keeps this week's training users out of its holdout."""
+    this_week = training_frame
+    next_week = training_frame.sample(frac=0.95, random_state=1)
+    next_week = next_week.assign(days_since_last_login=next_week["days_since_last_login"] + 1)
+    train_users = set(this_week.loc[split_training_set(this_week)[0].index, "user_id"])
+    holdout_users = set(next_week.loc[split_training_set(next_week)[1].index, "user_id"])
+    assert len(train_users & holdout_users) / len(holdout_users) < 0.02
