@@ -6,6 +6,7 @@ cost grows with days, so the test (two full demo runs) takes ~110 s on two busy 
 """
 
 import datetime as dt
+import uuid
 
 import dagster as dg
 import duckdb
@@ -45,6 +46,8 @@ def test_demo_trains_twice_scores_with_the_champion_and_reruns_idempotently(tmp_
         "CHURN_DATA_DIR": str(tmp_path / "data"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "CHURN_GATE_MIN_TRAINING_ROWS": "1000",
+        # moto's state is per process: other tests' buckets live in the same backend.
+        "CHURN_LANDING_BUCKET": f"demo-{uuid.uuid4().hex[:8]}",
     }
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # the demo sets it; restored afterwards
     first = run_demo(USERS, DAYS, END, 42, env=env, echo=lambda _: None)

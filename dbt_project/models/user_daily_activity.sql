@@ -14,29 +14,6 @@ with events_in_window as (
 
 ),
 
-ranked_events as (
-
-    select
-        event_date,
-        user_id,
-        event_ts,
-        plan_tier,
-        row_number() over (
-            partition by event_date, user_id
-            order by event_ts desc, event_id desc
-        ) as recency_rank
-    from events_in_window
-
-),
-
-latest_event_of_day as (
-
-    select event_date, user_id, event_ts, plan_tier
-    from ranked_events
-    where recency_rank = 1
-
-),
-
 event_counts as (
 
     select
@@ -48,7 +25,10 @@ event_counts as (
         sum(case when event_type = 'payment' then 1 else 0 end) as payment_attempts,
         sum(case when event_type = 'payment' and payment_status = 'failed' then 1 else 0 end) as payment_failures,
         sum(case when event_type = 'support_ticket' then 1 else 0 end) as support_tickets,
-        sum(case when event_type = 'cancel' then 1 else 0 end) as cancels
+        sum(case when event_type = 'cancel' then 1 else 0 end) as cancels,
+        max(event_ts) as last_event_ts,
+        -- The plan of the day's latest event (ties broken by event_id), in the same pass.
+        {{ latest_value('plan_tier', ['event_ts', 'event_id']) }} as plan_tier
     from events_in_window
     group by event_date, user_id
 
@@ -64,9 +44,6 @@ select
     cast(event_counts.payment_failures as {{ dbt.type_int() }}) as payment_failures,
     cast(event_counts.support_tickets as {{ dbt.type_int() }}) as support_tickets,
     cast(event_counts.cancels as {{ dbt.type_int() }}) as cancels,
-    latest_event_of_day.event_ts as last_event_ts,
-    latest_event_of_day.plan_tier
+    event_counts.last_event_ts,
+    event_counts.plan_tier
 from event_counts
-inner join latest_event_of_day
-    on event_counts.event_date = latest_event_of_day.event_date
-    and event_counts.user_id = latest_event_of_day.user_id
