@@ -6,7 +6,7 @@ Plain Python on purpose: Dagster assets and tests call these functions directly.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from sklearn.preprocessing import OrdinalEncoder
 from threadpoolctl import threadpool_limits
 
 from churn_platform.constants import FEATURE_COLUMNS, LABEL_COLUMN, PLAN_TIERS
+from churn_platform.ml.params import TrainingParams
 
 CATEGORICAL_COLUMN = "plan_tier"
 NUMERIC_COLUMNS = tuple(c for c in FEATURE_COLUMNS if c != CATEGORICAL_COLUMN)
@@ -31,29 +32,6 @@ SKOPS_TRUSTED_TYPES = (
     "sklearn.utils.validation.check_array",
     "sklearn.tree._tree.Tree",
 )
-
-
-@dataclass(frozen=True)
-class TrainingParams:
-    """Hyperparameters and split settings; every field is logged to MLflow as a param.
-
-    Early stopping is off: the 20% holdout is already set aside, and an inner
-    validation split would take more rows from a training set of ~10k users.
-    n_threads caps OpenMP during fit: on a busy machine (parallel Dagster steps)
-    HistGradientBoosting's default of all cores made a 0.1 s fit take 1-11 s.
-    """
-
-    learning_rate: float = 0.03
-    max_iter: int = 200
-    max_leaf_nodes: int = 4
-    min_samples_leaf: int = 50
-    l2_regularization: float = 1.0
-    test_size: float = 0.2
-    random_state: int = 42
-    n_threads: int = 1
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

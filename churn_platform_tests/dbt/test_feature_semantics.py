@@ -17,6 +17,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from churn_platform.constants import FEATURE_COLUMNS
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
 _dbt_run_ids = itertools.count()
@@ -25,15 +27,6 @@ AS_OF = dt.date(2024, 3, 31)  # a Sunday: the as-of date A of the week 2024-03-2
 WEEK_BEFORE = AS_OF - dt.timedelta(days=7)
 TWO_WEEKS_BEFORE = AS_OF - dt.timedelta(days=14)
 DAILY_WINDOW = (AS_OF - dt.timedelta(days=210), AS_OF + dt.timedelta(days=29))
-FEATURE_COLUMNS = (
-    "days_since_last_login",
-    "payment_attempts_30d",
-    "payment_failures_30d",
-    "payment_failure_rate",
-    "avg_session_length_7d",
-    "support_tickets_90d",
-    "plan_tier",
-)
 
 
 def day(offset: int) -> dt.date:
