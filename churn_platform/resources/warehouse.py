@@ -55,6 +55,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     """
 
     path: str
+    memory_limit: str = "1GB"  # DuckDB's default is 80% of RAM; beyond this it spills to disk
     lock_retries: int = 20
     lock_backoff_seconds: float = 0.25
 
@@ -68,7 +69,11 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             con.close()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        config = {
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "memory_limit": self.memory_limit,
+        }
         for attempt in range(self.lock_retries + 1):
             try:
                 return duckdb.connect(self.path, read_only=read_only, config=config)
