@@ -1,0 +1,246 @@
+"""The results as markdown: figures per step, ratios, and each target marked PASS or MISS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.child import Measurement
+from bench.run import ScaleResult
+from bench.sensor import SensorBench
+
+PLATFORM_STEPS = ("ingest", "features_prev", "features", "model")
+RSS_LIMIT_MB = 2048
+L_RSS_LIMIT_MB = 24 * 1024
+FEATURES_RATIO_LIMIT = 1.5
+INGEST_RATIO_LIMIT = 2.0
+TRAINING_SPEEDUP = 10.0
+AUC_TOLERANCE = 0.005
+SENSOR_SECONDS_LIMIT = 2.0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: str
+    limit: str
+    passed: bool | None  # None: could not be measured
+
+    def row(self) -> str:
+        verdict = {True: "PASS", False: "MISS", None: "n/a"}[self.passed]
+        return f"| {self.name} | {self.measured} | {self.limit} | **{verdict}** |"
+
+
+def _steps(m: Measurement) -> str:
+    return ", ".join(f"{step} {seconds:.2f} s" for step, seconds in m.step_seconds.items())
+
+
+def _metadata(details: dict, asset: str, key: str):
+    return details.get("metadata", {}).get(asset, {}).get(key)
+
+
+def _notes(name: str, m: Measurement) -> str:
+    d = m.details
+    load = f"imports+definitions {d['load_seconds']:.2f} s" if "load_seconds" in d else ""
+    match name:
+        case "noop":
+            return load
+        case "ingest":
+            return f"{load}; steps: {_steps(m)}; {_metadata(d, 'raw_events', 'rows'):,} rows"
+        case "s3_download":
+            return f"{d['files']} files, {d['bytes'] / 1e6:,.0f} MB"
+        case "floor_ingest":
+            return f"{d['rows']:,} rows"
+        case "features_prev":
+            return f"{load}; steps: {_steps(m)}"
+        case "features":
+            return f"{load}; steps: {_steps(m)}; population {_metadata(d, 'user_features', 'population'):,}"
+        case "floor_features":
+            return f"{d['feature_rows']:,} feature rows, {d['label_rows']:,} label rows"
+        case "model":
+            return (f"{load}; steps: {_steps(m)}; AUC {_metadata(d, 'churn_model', 'roc_auc'):.4f}, "
+                    f"fit {_metadata(d, 'churn_model', 'fit_seconds'):.2f} s")
+        case "estimators":
+            return (f"{d['rows']:,} rows, platform split: HGB fit {d['hgb_fit_seconds']:.2f} s, AUC "
+                    f"{d['hgb_auc']:.4f}; GBC300 fit {d['gbc300_fit_seconds']:.2f} s, AUC {d['gbc300_auc']:.4f} "
+                    f"(fits: median of {len(d['hgb_fit_seconds_all'])} each); seed split: HGB AUC "
+                    f"{d['hgb_seed_split_auc']:.4f}, GBC300 AUC {d['gbc300_seed_split_auc']:.4f}")
+        case "seed_pandas":
+            return (f"read {d['read_seconds']:.2f} s, features+labels {d['features_labels_seconds']:.2f} s, "
+                    f"GBC300 fit {d['fit_seconds']:.2f} s; {d['rows']:,} rows, AUC {d['roc_auc']:.4f} (seed split)")
+    return ""
+
+
+LABELS = {
+    "noop": "Dagster no-op run (one weekly asset)",
+    "ingest": "platform: ingest_job, all days, one run",
+    "s3_download": "reference: S3 GET of every file (boto3, sequential)",
+    "floor_ingest": "floor: DuckDB read+write of every file",
+    "features_prev": "platform: user_features K-4 (setup for labels)",
+    "features": "platform: user_features+churn_labels K",
+    "floor_features": "floor: one DuckDB scan -> features A + labels A-28",
+    "model": "platform: churn_model+promotion_decision+churn_scores K",
+    "estimators": "training: HGB default vs GBC300, same split",
+    "seed_pandas": "seed: pandas read + features/labels + GBC300",
+}
+
+
+def _figures(result: ScaleResult) -> list[str]:
+    lines = [
+        "| step | runs | measured s (median) | process s (median) | peak RSS MB (max) | largest subprocess MB (dbt) | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, label in LABELS.items():
+        m = result.measurements.get(name)
+        if m is None:
+            if name in result.failures:
+                lines.append(f"| {label} | - | - | - | - | - | {result.failures[name]} |")
+            continue
+        sub = f"{m.subprocess_rss_mb:,.0f}" if m.subprocess_rss_mb else "-"
+        lines.append(f"| {label} | {len(m.runs)} | {m.seconds:.2f} | {m.process_seconds:.2f} | "
+                     f"{m.peak_rss_mb:,.0f} | {sub} | {_notes(name, m)} |")
+    return lines
+
+
+def _ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.1f}x" if denominator else "n/a"
+
+
+def _ratios(result: ScaleResult) -> list[str]:
+    m = result.measurements
+    lines = ["| ratio | value | from |", "|---|---|---|"]
+    noop = m["noop"].seconds if "noop" in m else 0.0
+    noop_process = m["noop"].process_seconds if "noop" in m else 0.0
+    for step, floor in (("ingest", "floor_ingest"), ("features", "floor_features")):
+        if step in m and floor in m:
+            lines.append(f"| platform {step} / ({floor} + no-op) | {_ratio(m[step].seconds, m[floor].seconds + noop)} "
+                         f"| {m[step].seconds:.2f} / ({m[floor].seconds:.2f} + {noop:.2f}) s |")
+            lines.append(f"| ... the same with process walls | "
+                         f"{_ratio(m[step].process_seconds, m[floor].process_seconds + noop_process)} | "
+                         f"{m[step].process_seconds:.2f} / ({m[floor].process_seconds:.2f} + {noop_process:.2f}) s |")
+    if "seed_pandas" in m and "features" in m:
+        seed = m["seed_pandas"].details
+        seed_features = seed["read_seconds"] + seed["features_labels_seconds"]
+        lines.append(f"| seed read+features+labels / platform features+labels K | "
+                     f"{_ratio(seed_features, m['features'].seconds)} | {seed_features:.2f} / {m['features'].seconds:.2f} s |")
+        if all(s in m for s in PLATFORM_STEPS):
+            platform = sum(m[s].process_seconds for s in PLATFORM_STEPS)
+            lines.append(f"| seed end to end / platform end to end (ingest + K-4 + K + model, process walls) | "
+                         f"{_ratio(m['seed_pandas'].process_seconds, platform)} | "
+                         f"{m['seed_pandas'].process_seconds:.2f} / {platform:.2f} s |")
+    if "estimators" in m:
+        d = m["estimators"].details
+        lines.append(f"| seed GBC300 fit / platform HGB fit | {_ratio(d['gbc300_fit_seconds'], d['hgb_fit_seconds'])} "
+                     f"| {d['gbc300_fit_seconds']:.2f} / {d['hgb_fit_seconds']:.2f} s |")
+    return lines
+
+
+def _targets(result: ScaleResult) -> list[Target]:
+    m = result.measurements
+    targets = []
+    if all(k in m for k in ("features", "floor_features", "noop")):
+        floor = m["floor_features"].seconds + m["noop"].seconds
+        ratio = m["features"].seconds / floor
+        targets.append(Target("weekly features+labels run <= 1.5 x (DuckDB scan floor + Dagster no-op)",
+                              f"{ratio:.2f}x ({m['features'].seconds:.2f} s vs {floor:.2f} s)",
+                              f"<= {FEATURES_RATIO_LIMIT}x", ratio <= FEATURES_RATIO_LIMIT))
+    steps = {s: m[s] for s in PLATFORM_STEPS if s in m}
+    if steps:
+        worst = max(steps, key=lambda s: steps[s].peak_rss_mb)
+        limit = L_RSS_LIMIT_MB if result.scale.name == "L" else RSS_LIMIT_MB
+        complete = len(steps) == len(PLATFORM_STEPS)
+        targets.append(Target(f"peak RSS of any platform step{'' if complete else ' (not all steps ran)'}",
+                              f"{steps[worst].peak_rss_mb:,.0f} MB ({worst})", f"<= {limit:,} MB",
+                              complete and steps[worst].peak_rss_mb <= limit))
+    if "estimators" in m:
+        d = m["estimators"].details
+        speedup = d["gbc300_fit_seconds"] / d["hgb_fit_seconds"]
+        delta = d["hgb_auc"] - d["gbc300_auc"]
+        targets.append(Target("training >= 10x faster than the seed's GBC300 (fit)", f"{speedup:.1f}x",
+                              f">= {TRAINING_SPEEDUP:g}x", speedup >= TRAINING_SPEEDUP))
+        seed_split_delta = d["hgb_seed_split_auc"] - d["gbc300_seed_split_auc"]
+        targets.append(Target("... at AUC within 0.005 of GBC300 (HGB - GBC300, platform split)",
+                              f"{delta:+.4f} (seed split: {seed_split_delta:+.4f})",
+                              f">= -{AUC_TOLERANCE}", delta >= -AUC_TOLERANCE))
+    if "ingest" in m and "floor_ingest" in m:
+        ratio = m["ingest"].seconds / m["floor_ingest"].seconds
+        targets.append(Target(f"ingest of {result.scale.days} days in one run <= 2 x DuckDB read+write",
+                              f"{ratio:.1f}x ({m['ingest'].seconds:.2f} s vs {m['floor_ingest'].seconds:.2f} s)",
+                              f"<= {INGEST_RATIO_LIMIT:g}x", ratio <= INGEST_RATIO_LIMIT))
+    if result.scale.name == "L":
+        pandas = "completed" if "seed_pandas" in m else f"did not: {result.failures.get('seed_pandas', '?')}"
+        targets.append(Target("scale L completes within 24 GB where the pandas path cannot",
+                              f"platform steps {'all ran' if len(steps) == len(PLATFORM_STEPS) else 'did not all run'}"
+                              f"; pandas {pandas}", "platform completes, pandas fails",
+                              len(steps) == len(PLATFORM_STEPS) and "seed_pandas" not in m))
+    return targets
+
+
+def _diffs(result: ScaleResult) -> list[str]:
+    if not result.diffs:
+        return []
+    lines = ["", "Same features and labels as the platform's tables (rows differing per column):", "",
+             "| compared with the platform | platform rows | other rows | only platform | only other | "
+             "differing values |", "|---|---|---|---|---|---|"]
+    for name, d in result.diffs.items():
+        values = {k: v for k, v in d.items()
+                  if k not in ("platform_rows", "other_rows", "only_platform", "only_other") and v}
+        lines.append(f"| {name} | {d['platform_rows']:,} | {d['other_rows']:,} | {d['only_platform']:,} | "
+                     f"{d['only_other']:,} | {values or 'none'} |")
+    return lines
+
+
+def scale_section(result: ScaleResult) -> tuple[str, list[Target]]:
+    s, data = result.scale, result.data
+    targets = _targets(result)
+    lines = [
+        f"## Scale {s.name}: {s.users:,} users, {s.days} days ({s.start_date}..{s.as_of})",
+        "",
+        f"{data.events:,} events in {data.files} files ({data.bytes / 1e6:,.0f} MB zstd parquet); "
+        f"generation {data.generate_seconds:.1f} s, landing in S3 {data.land_seconds:.1f} s. "
+        f"Measured weekly partition K = {s.week} (as-of {s.as_of}; labels and training at {s.label_as_of}).",
+        "",
+        *_figures(result),
+        "",
+        *_ratios(result),
+        "",
+        "| target | measured | limit | result |",
+        "|---|---|---|---|",
+        *[t.row() for t in targets],
+        *_diffs(result),
+    ]
+    return "\n".join(lines), targets
+
+
+def sensor_section(bench: SensorBench) -> tuple[str, list[Target]]:
+    limits = bench.limits
+    bounded = bench.max_list_calls <= limits.max_list_calls
+    targets = [
+        Target("sensor tick: list calls bounded", f"max {bench.max_list_calls} per tick",
+               f"<= {limits.max_list_calls} (TickLimits)", bounded),
+        Target("sensor tick < 2 s (over HTTP to moto)", f"max {bench.max_seconds:.2f} s, median {bench.median_seconds:.2f} s",
+               f"< {SENSOR_SECONDS_LIMIT:g} s", bench.max_seconds < SENSOR_SECONDS_LIMIT),
+        Target("sensor tick < 2 s, plan_tick's own time (list-call time excluded)",
+               f"max {bench.max_own_seconds:.3f} s", f"< {SENSOR_SECONDS_LIMIT:g} s",
+               bench.max_own_seconds < SENSOR_SECONDS_LIMIT),
+    ]
+    rows = [f"| {kind} {i + 1} | {t.list_calls} | {t.seconds:.2f} | {t.list_seconds:.2f} | {t.own_seconds:.3f} | "
+            f"{len(t.requested)} |"
+            for kind, ticks in (("idle", bench.idle), ("after new keys", bench.catch_up))
+            for i, t in enumerate(ticks)]
+    lines = [
+        f"## S3 landing sensor: {bench.keys:,} keys, {bench.new_keys} new ones on {bench.changed_dates} dates",
+        "",
+        f"Default TickLimits (max {limits.max_list_calls} list calls, {limits.max_run_requests} run requests, "
+        f"{limits.page_size} keys per call). A list call to moto costs {bench.seconds_per_list_call:.3f} s here "
+        f"(moto sorts the whole bucket on every call). {len(bench.catch_up)} tick(s) until every changed date "
+        f"was requested.",
+        "",
+        "| tick | list calls | seconds | in list calls | plan_tick own s | dates requested |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "| target | measured | limit | result |",
+        "|---|---|---|---|",
+        *[t.row() for t in targets],
+    ]
+    return "\n".join(lines), targets
