@@ -18,10 +18,11 @@ MANIFEST := dbt_project/target/manifest.json
 
 install: $(VENV)/.installed $(MANIFEST)
 
-$(VENV)/.installed: requirements.lock pyproject.toml setup.py
+# requirements-dev.lock includes requirements.lock (runtime) and adds moto, pytest and dg.
+$(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -36,6 +37,7 @@ dev: install
 
 test: install
 	scripts/ensure_chromium.sh
+	$(BIN)/dg check defs
 	$(BIN)/python -m pytest -q
 
 demo: install

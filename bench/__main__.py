@@ -18,7 +18,8 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message=".*is currently in beta")
 
-from churn_platform.local_stack import local_s3_server, s3_client  # noqa: E402
+from churn_platform.dev.local_s3 import local_s3_server  # noqa: E402
+from churn_platform.dev.s3 import s3_client  # noqa: E402
 from churn_platform.settings import PROJECT_ROOT  # noqa: E402
 
 from bench import report, sensor  # noqa: E402
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measured step; times are medians")
     parser.add_argument("--pandas-memory-gib", type=float, default=16.0,
                         help="address-space cap (RLIMIT_AS) of the pandas child (default %(default)s)")
-    parser.add_argument("--no-pandas", action="store_true", help="skip the seed's pandas path")
+    parser.add_argument("--no-pandas", action="store_true", help="skip the pandas + GradientBoosting baseline")
     parser.add_argument("--no-sensor", action="store_true", help="skip the sensor tick benchmark")
     parser.add_argument("--profile", action="store_true",
                         help="run each platform step once more under cProfile (implies --keep)")
@@ -116,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in scales:
                 scale = Scale(name, USERS[name], args.days)
                 scale_dir = root / name
-                prepare(scale_dir)
                 bucket = f"bench-{name.lower()}"
-                bench = ScaleBench(scale, scale_dir, child_env(scale_dir, endpoint, bucket, scale), args.repeats,
-                                   args.profile)
+                env = child_env(scale_dir, endpoint, bucket, scale)
+                prepare(scale_dir, env)
+                bench = ScaleBench(scale, scale_dir, env, args.repeats, args.profile)
                 result = bench.run(client, bucket, args.pandas_memory_gib, run_pandas=not args.no_pandas)
                 text, targets = report.scale_section(result)
                 sections.append(text)

@@ -2,7 +2,7 @@
 
 Ingest floor: read every landed file and write it into a table. Features floor: one scan
 of the same files computing the features at A and the labels at A - 28 with a single
-set-based query (DESIGN.md §3 semantics). The generated files hold no duplicate
+set-based query (docs/contract.md §3 semantics). The generated files hold no duplicate
 event_ids and no bad rows, so neither floor validates or deduplicates.
 """
 

@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from churn_platform.generator import iter_daily_events, landing_key, parquet_bytes
-from churn_platform.local_stack import ensure_bucket
+from churn_platform.dev.generator import iter_daily_events, parquet_bytes, part_key
+from churn_platform.dev.s3 import ensure_bucket
 
 from bench.scales import Scale
 
@@ -41,7 +41,7 @@ def land(scale: Scale, client, bucket: str, root: Path) -> LandedData:
         body = parquet_bytes(table)
         generated = time.perf_counter()
         generate += generated - started
-        key = landing_key(day)
+        key = part_key(day)
         client.put_object(Bucket=bucket, Key=key, Body=body)
         path = root / key
         path.parent.mkdir(parents=True, exist_ok=True)

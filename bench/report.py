@@ -62,11 +62,11 @@ def _notes(name: str, m: Measurement) -> str:
         case "estimators":
             return (f"{d['rows']:,} rows, platform split: HGB fit {d['hgb_fit_seconds']:.2f} s, AUC "
                     f"{d['hgb_auc']:.4f}; GBC300 fit {d['gbc300_fit_seconds']:.2f} s, AUC {d['gbc300_auc']:.4f} "
-                    f"(fits: median of {len(d['hgb_fit_seconds_all'])} each); seed split: HGB AUC "
+                    f"(fits: median of {len(d['hgb_fit_seconds_all'])} each); baseline split: HGB AUC "
                     f"{d['hgb_seed_split_auc']:.4f}, GBC300 AUC {d['gbc300_seed_split_auc']:.4f}")
-        case "seed_pandas":
+        case "baseline_pandas":
             return (f"read {d['read_seconds']:.2f} s, features+labels {d['features_labels_seconds']:.2f} s, "
-                    f"GBC300 fit {d['fit_seconds']:.2f} s; {d['rows']:,} rows, AUC {d['roc_auc']:.4f} (seed split)")
+                    f"GBC300 fit {d['fit_seconds']:.2f} s; {d['rows']:,} rows, AUC {d['roc_auc']:.4f} (baseline split)")
     return ""
 
 
@@ -81,7 +81,7 @@ LABELS = {
     "floor_features": "floor: one DuckDB scan -> features A + labels A-28",
     "model": "platform: churn_model+promotion_decision+churn_scores K",
     "estimators": "training: HGB default vs GBC300, same split",
-    "seed_pandas": "seed: pandas read + features/labels + GBC300",
+    "baseline_pandas": "baseline: pandas read + features/labels + GBC300",
 }
 
 
@@ -119,20 +119,20 @@ def _ratios(result: ScaleResult) -> list[str]:
         lines.append(f"| ... the same with process walls | "
                      f"{_ratio(p.process_seconds, f.process_seconds + n.process_seconds)} | "
                      f"{p.process_seconds:.2f} / ({f.process_seconds:.2f} + {n.process_seconds:.2f}) s |")
-    if "seed_pandas" in m and "features" in m:
-        seed = m["seed_pandas"].details
-        seed_features = seed["read_seconds"] + seed["features_labels_seconds"]
+    if "baseline_pandas" in m and "features" in m:
+        baseline = m["baseline_pandas"].details
+        baseline_features = baseline["read_seconds"] + baseline["features_labels_seconds"]
         platform = m["features"].seconds
-        lines.append(f"| seed read+features+labels / platform features+labels K | "
-                     f"{_ratio(seed_features, platform)} | {seed_features:.2f} / {platform:.2f} s |")
+        lines.append(f"| baseline read+features+labels / platform features+labels K | "
+                     f"{_ratio(baseline_features, platform)} | {baseline_features:.2f} / {platform:.2f} s |")
         if all(s in m for s in PLATFORM_STEPS):
             platform = sum(m[s].process_seconds for s in PLATFORM_STEPS)
-            lines.append(f"| seed end to end / platform end to end (ingest + K-4 + K + model, process walls) | "
-                         f"{_ratio(m['seed_pandas'].process_seconds, platform)} | "
-                         f"{m['seed_pandas'].process_seconds:.2f} / {platform:.2f} s |")
+            lines.append(f"| baseline end to end / platform end to end (ingest + K-4 + K + model, process walls) | "
+                         f"{_ratio(m['baseline_pandas'].process_seconds, platform)} | "
+                         f"{m['baseline_pandas'].process_seconds:.2f} / {platform:.2f} s |")
     if "estimators" in m:
         d = m["estimators"].details
-        lines.append(f"| seed GBC300 fit / platform HGB fit | {_ratio(d['gbc300_fit_seconds'], d['hgb_fit_seconds'])} "
+        lines.append(f"| baseline GBC300 fit / platform HGB fit | {_ratio(d['gbc300_fit_seconds'], d['hgb_fit_seconds'])} "
                      f"| {d['gbc300_fit_seconds']:.2f} / {d['hgb_fit_seconds']:.2f} s |")
     return lines
 
@@ -158,11 +158,11 @@ def _targets(result: ScaleResult) -> list[Target]:
         d = m["estimators"].details
         speedup = d["gbc300_fit_seconds"] / d["hgb_fit_seconds"]
         delta = d["hgb_auc"] - d["gbc300_auc"]
-        targets.append(Target("training >= 10x faster than the seed's GBC300 (fit)", f"{speedup:.1f}x",
+        targets.append(Target("training >= 10x faster than the baseline GBC300 (fit)", f"{speedup:.1f}x",
                               f">= {TRAINING_SPEEDUP:g}x", speedup >= TRAINING_SPEEDUP))
         seed_split_delta = d["hgb_seed_split_auc"] - d["gbc300_seed_split_auc"]
         targets.append(Target("... at AUC within 0.005 of GBC300 (HGB - GBC300, platform split)",
-                              f"{delta:+.4f} (seed split: {seed_split_delta:+.4f})",
+                              f"{delta:+.4f} (baseline split: {seed_split_delta:+.4f})",
                               f">= -{AUC_TOLERANCE}", delta >= -AUC_TOLERANCE))
     if "ingest" in m and "floor_ingest" in m:
         ratio = m["ingest"].seconds / m["floor_ingest"].seconds
@@ -170,11 +170,11 @@ def _targets(result: ScaleResult) -> list[Target]:
                               f"{ratio:.1f}x ({m['ingest'].seconds:.2f} s vs {m['floor_ingest'].seconds:.2f} s)",
                               f"<= {INGEST_RATIO_LIMIT:g}x", ratio <= INGEST_RATIO_LIMIT))
     if result.scale.name == "L":
-        pandas = "completed" if "seed_pandas" in m else f"did not: {result.failures.get('seed_pandas', '?')}"
+        pandas = "completed" if "baseline_pandas" in m else f"did not: {result.failures.get('baseline_pandas', '?')}"
         targets.append(Target("scale L completes within 24 GB where the pandas path cannot",
                               f"platform steps {'all ran' if len(steps) == len(PLATFORM_STEPS) else 'did not all run'}"
                               f"; pandas {pandas}", "platform completes, pandas fails",
-                              len(steps) == len(PLATFORM_STEPS) and "seed_pandas" not in m))
+                              len(steps) == len(PLATFORM_STEPS) and "baseline_pandas" not in m))
     return targets
 
 

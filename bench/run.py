@@ -9,16 +9,17 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from churn_platform.settings import DBT_PROJECT_DIR, PROJECT_ROOT
-from churn_platform.telemetry import OFFLINE_ENV
+from churn_platform.constants import CHURN_LABELS, CHURN_MODEL, CHURN_SCORES, PROMOTION_DECISION, USER_FEATURES
+from churn_platform.dev.instance import install_instance_config, stack_env
+from churn_platform.settings import DBT_PROJECT_DIR, Settings
 
 from bench import verify
 from bench.child import ChildFailed, Measurement, run_child
 from bench.landing import LandedData, empty_bucket, land
 from bench.scales import Scale
 
-FEATURE_ASSETS = ["user_features", "churn_labels"]
-MODEL_ASSETS = ["churn_model", "promotion_decision", "churn_scores"]
+FEATURE_ASSETS = [USER_FEATURES, CHURN_LABELS]
+MODEL_ASSETS = [CHURN_MODEL, PROMOTION_DECISION, CHURN_SCORES]
 GIB = 1024**3
 
 
@@ -32,26 +33,22 @@ class ScaleResult:
 
 
 def child_env(scale_dir: Path, endpoint: str, bucket: str, scale: Scale) -> dict[str, str]:
-    """The platform's variables (DESIGN.md §6), all state under scale_dir; nothing inherited."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CHURN_", "DAGSTER_", "MLFLOW_", "DBT_"))}
-    env.update(OFFLINE_ENV)
-    env.update(
-        CHURN_DATA_DIR=str(scale_dir / "data"),
-        DAGSTER_HOME=str(scale_dir / "dagster_home"),
-        CHURN_LANDING_BUCKET=bucket,
-        AWS_ENDPOINT_URL_S3=endpoint,
-        CHURN_START_DATE=scale.start_date.isoformat(),
+    """The local stack's environment (docs/contract.md §6), all state under scale_dir; no platform
+    variable inherited from the caller's shell."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "DAGSTER_", "MLFLOW_", "DBT_"))}
+    env = {"CHURN_DATA_DIR": str(scale_dir / "data"), "DAGSTER_HOME": str(scale_dir / "dagster_home"),
+           "CHURN_LANDING_BUCKET": bucket, "CHURN_START_DATE": scale.start_date.isoformat()}
+    return {
+        **stack_env(Settings.from_env(env), endpoint, base=base),
+        "CHURN_START_DATE": scale.start_date.isoformat(),
         # dagster-dbt writes each invocation's target folder here instead of in the checkout.
-        DBT_TARGET_PATH=str(scale_dir / "dbt_target"),
-    )
-    return env
+        "DBT_TARGET_PATH": str(scale_dir / "dbt_target"),
+    }
 
 
-def prepare(scale_dir: Path) -> None:
+def prepare(scale_dir: Path, env: dict[str, str]) -> None:
     """Instance config as `make dev` installs it, and dbt's partial parse file as `make` leaves it."""
-    (scale_dir / "dagster_home").mkdir(parents=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", scale_dir / "dagster_home" / "dagster.yaml")
+    install_instance_config(Settings.from_env(env))
     (scale_dir / "dbt_target").mkdir()
     partial_parse = DBT_PROJECT_DIR / "target" / "partial_parse.msgpack"
     if partial_parse.exists():
@@ -156,12 +153,12 @@ class ScaleBench:
                      "estimators", {"label_as_of": weeks["label_as_of"], "repeats": self.repeats}, repeats=1)
         training_set = self.dir / "pandas_training_set.parquet"
         if run_pandas:
-            self.measure(result, "seed_pandas", f"seed pandas path (address space cap {pandas_memory_gib:g} GiB)",
-                         "seed_pandas", {"root": str(data.root), "label_as_of": weeks["label_as_of"],
+            self.measure(result, "baseline_pandas", f"pandas + GradientBoosting baseline (address space cap {pandas_memory_gib:g} GiB)",
+                         "baseline_pandas", {"root": str(data.root), "label_as_of": weeks["label_as_of"],
                                          "training_set": str(training_set)},
                          repeats=1, memory_limit_bytes=int(pandas_memory_gib * GIB))
         else:
-            result.failures["seed_pandas"] = "skipped (--no-pandas)"
+            result.failures["baseline_pandas"] = "skipped (--no-pandas)"
         if "features" in result.measurements and "floor_features" in result.measurements:
             result.diffs = verify.compare(self.warehouse, Path(floor_db),
                                           training_set if training_set.exists() else None,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from churn_platform.constants import LABEL_WINDOW_DAYS
-from churn_platform.generator import GeneratorConfig
-from churn_platform.partitions import first_weekly_partition
+from churn_platform.windows import LABEL_WINDOW_DAYS
+from churn_platform.dev.generator import GeneratorConfig
+from churn_platform.windows import first_weekly_partition
 
 END_DATE = dt.date(2024, 5, 26)  # a Sunday: the as-of date of the newest weekly partition
 DEFAULT_DAYS = 126  # the fewest days that give a weekly partition K whose K-4 exists

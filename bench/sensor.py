@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
-from churn_platform.generator import landing_key
-from churn_platform.local_stack import ensure_bucket
+from churn_platform.dev.generator import part_key
+from churn_platform.dev.s3 import ensure_bucket
 from churn_platform.sensors.s3_landing import LandingCursor, TickLimits, plan_tick
 
 BUCKET = "bench-sensor"
@@ -106,7 +106,7 @@ def run(client, idle_ticks: int = 3, limits: TickLimits = TickLimits()) -> Senso
     dates = [TODAY - dt.timedelta(days=d) for d in range(KEYS // FILES_PER_DATE, 0, -1)]
     for day in dates:
         for part in range(FILES_PER_DATE):
-            backend.put_object(BUCKET, landing_key(day, part), b"")
+            backend.put_object(BUCKET, part_key(day, part), b"")
 
     # A cold start lists everything once; the cursor then holds every date as requested.
     pages = -(-KEYS // limits.page_size)
@@ -121,8 +121,8 @@ def run(client, idle_ticks: int = 3, limits: TickLimits = TickLimits()) -> Senso
 
     late = random.Random(0).sample(dates[:-limits.hot_days], LATE_DATES)
     per_late = NEW_KEYS // 2 // LATE_DATES
-    new_keys = [landing_key(day, FILES_PER_DATE + i) for day in late for i in range(per_late)]
-    new_keys += [landing_key(dates[-1], FILES_PER_DATE + i) for i in range(NEW_KEYS - len(new_keys))]
+    new_keys = [part_key(day, FILES_PER_DATE + i) for day in late for i in range(per_late)]
+    new_keys += [part_key(dates[-1], FILES_PER_DATE + i) for i in range(NEW_KEYS - len(new_keys))]
     for key in new_keys:
         backend.put_object(BUCKET, key, b"new")
     changed = {d.isoformat() for d in [*late, dates[-1]]}

@@ -162,7 +162,7 @@ def floor_features(params: dict) -> dict:
 @task
 def s3_download(params: dict) -> dict:
     """GET every landed object (sequentially, boto3): the transfer part of ingest."""
-    from churn_platform.local_stack import s3_client
+    from churn_platform.dev.s3 import s3_client
     from churn_platform.settings import Settings
 
     settings = Settings.from_env()
@@ -178,14 +178,14 @@ def s3_download(params: dict) -> dict:
 
 @task
 def estimators(params: dict) -> dict:
-    """The platform's default estimator vs the seed's GBC300 on the platform's training set.
+    """The platform's default estimator vs the baseline GBC300 on the platform's training set.
 
-    Both on the platform's split (train(), fits repeated), and once more on the seed's split
+    Both on the platform's split (train(), fits repeated), and once more on the baseline's split
     (sklearn train_test_split) to show how much of an AUC difference a split alone makes.
     """
-    from bench.seed_pandas import fit_on_seed_split
+    from bench.baseline_pandas import fit_on_baseline_split
     from churn_platform.assets.model import load_training_set
-    from churn_platform.ml.training import build_estimator, seed_estimator, train
+    from churn_platform.ml.training import build_estimator, baseline_estimator, train
     from churn_platform.resources.warehouse import DuckDBWarehouse
     from churn_platform.settings import Settings
 
@@ -193,22 +193,22 @@ def estimators(params: dict) -> dict:
     data = load_training_set(warehouse, dt.date.fromisoformat(params["label_as_of"]))
     started = time.perf_counter()
     result = {"rows": len(data)}
-    for name, make in (("hgb", build_estimator), ("gbc300", seed_estimator)):
+    for name, make in (("hgb", build_estimator), ("gbc300", baseline_estimator)):
         runs = [train(data, estimator=make()) for _ in range(params["repeats"])]
         result[f"{name}_fit_seconds"] = statistics.median(r.fit_seconds for r in runs)
         result[f"{name}_fit_seconds_all"] = [r.fit_seconds for r in runs]
         result[f"{name}_auc"] = runs[0].metrics["roc_auc"]
-        result[f"{name}_seed_split_auc"] = fit_on_seed_split(data, make())[1]
+        result[f"{name}_seed_split_auc"] = fit_on_baseline_split(data, make())[1]
     return {"seconds": time.perf_counter() - started, **result}
 
 
 @task
-def seed_pandas(params: dict) -> dict:
-    """The seed's pandas path on the landed files (see bench.seed_pandas)."""
-    from bench import seed_pandas as seed
+def baseline_pandas(params: dict) -> dict:
+    """The seed's pandas path on the landed files (see bench.baseline_pandas)."""
+    from bench import baseline_pandas as baseline
 
     paths = sorted(Path(params["root"]).glob("events/raw/*/*.parquet"))
-    return seed.run(paths, dt.date.fromisoformat(params["label_as_of"]), Path(params["training_set"]))
+    return baseline.run(paths, dt.date.fromisoformat(params["label_as_of"]), Path(params["training_set"]))
 
 
 def main(argv: list[str] | None = None) -> None:

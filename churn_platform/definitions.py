@@ -1,4 +1,5 @@
-"""The code location: assembles assets, checks, jobs, schedules and sensors from Settings."""
+"""The code location (`dagster dev -m churn_platform.definitions`): assets, checks, jobs,
+schedules and sensors assembled from one Settings object."""
 
 from __future__ import annotations
 
@@ -42,6 +43,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Loaded by `dagster dev -m churn_platform`; reads the environment only when called."""
+    """Loaded by `dagster dev -m churn_platform.definitions` (and `dg`); reads the environment only when called."""
     disable_telemetry()
     return build_definitions(Settings.from_env())

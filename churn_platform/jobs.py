@@ -17,7 +17,7 @@ from churn_platform.constants import (
 INGEST_JOB = "ingest_job"
 TRAINING_JOB = "weekly_training_job"
 
-# Run-level timeouts, enforced by run monitoring (dagster.yaml): the seed allowed 1 h for
+# Run-level timeouts, enforced by run monitoring (dagster.yaml): the origin lesson allowed 1 h for
 # features and 8 h for the whole training flow.
 INGEST_MAX_RUNTIME_SECONDS = 3600
 TRAINING_MAX_RUNTIME_SECONDS = 8 * 3600

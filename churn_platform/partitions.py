@@ -1,29 +1,21 @@
-"""Partitions and the time mappings between them (DESIGN.md §3).
+"""Partitions and the time mappings between them (docs/contract.md §3).
 
-Daily partitions are UTC dates of raw events. Weekly partitions are keyed by their
-Monday and cover Monday..Sunday; the as-of date A is the Sunday. The first weekly
-partition is the first whose 90-day feature window lies inside the data.
+Daily partitions are UTC dates of raw events. Weekly partitions are keyed by their Monday
+and cover Monday..Sunday; the date arithmetic lives in `windows.py`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import dagster as dg
 
-from churn_platform.constants import LABEL_WINDOW_DAYS, LOOKBACK_DAYS, TRAINING_LAG_WEEKS
-
-# Feature window [A-89, A] in whole weeks: 13 weeks back from the Monday, i.e. days
-# [A-90, A]. Dagster's offsets count downstream (weekly) partitions, so lineage shows one
-# day more than the SQL reads; nothing after A is ever mapped.
-FEATURE_WINDOW_WEEKS = -(-LOOKBACK_DAYS // 7)
-
-
-def first_weekly_partition(start_date: dt.date) -> dt.date:
-    """First Monday M whose feature window [M+6-89, M+6] lies on or after start_date."""
-    earliest = start_date + dt.timedelta(days=7 * FEATURE_WINDOW_WEEKS - 7)
-    return earliest + dt.timedelta(days=(7 - earliest.weekday()) % 7)
+from churn_platform.windows import (
+    FEATURE_WINDOW_WEEKS,
+    TRAINING_LAG_WEEKS,
+    WeekWindow,
+    first_weekly_partition,
+)
 
 
 def daily_partitions(start_date: dt.date) -> dg.DailyPartitionsDefinition:
@@ -36,14 +28,11 @@ def weekly_partitions(start_date: dt.date) -> dg.WeeklyPartitionsDefinition:
     )
 
 
-# user_features[K] reads daily activity of weeks K-12..K (days A-90..A).
-FEATURE_WINDOW_MAPPING = dg.TimeWindowPartitionMapping(
-    start_offset=1 - FEATURE_WINDOW_WEEKS, end_offset=0
-)
+# user_features[K] reads daily activity of weeks K-12..K. Dagster's offsets count downstream
+# (weekly) partitions, so lineage shows one day more than the SQL reads; nothing after A is mapped.
+FEATURE_WINDOW_MAPPING = dg.TimeWindowPartitionMapping(start_offset=1 - FEATURE_WINDOW_WEEKS, end_offset=0)
 # churn_labels[K] labels the as-of date A_K - 28 with cancels in (A_K - 28, A_K]: weeks K-3..K.
-LABEL_WINDOW_MAPPING = dg.TimeWindowPartitionMapping(
-    start_offset=1 - LABEL_WINDOW_DAYS // 7, end_offset=0
-)
+LABEL_WINDOW_MAPPING = dg.TimeWindowPartitionMapping(start_offset=1 - TRAINING_LAG_WEEKS, end_offset=0)
 # churn_model[K] and churn_labels[K] use the features of week K-4, whose label window has closed.
 TRAINING_FEATURES_MAPPING = dg.TimeWindowPartitionMapping(
     start_offset=-TRAINING_LAG_WEEKS,
@@ -52,39 +41,14 @@ TRAINING_FEATURES_MAPPING = dg.TimeWindowPartitionMapping(
 )
 
 
-@dataclass(frozen=True)
-class WeekWindow:
-    """The dates one weekly partition (or range of them) stands for."""
-
-    first_monday: dt.date
-    last_monday: dt.date
-
-    @property
-    def first_as_of(self) -> dt.date:
-        return self.first_monday + dt.timedelta(days=6)
-
-    @property
-    def last_as_of(self) -> dt.date:
-        return self.last_monday + dt.timedelta(days=6)
-
-    @property
-    def label_as_of_range(self) -> tuple[dt.date, dt.date]:
-        """As-of dates whose labels close in this window (28 days earlier)."""
-        lag = dt.timedelta(days=LABEL_WINDOW_DAYS)
-        return self.first_as_of - lag, self.last_as_of - lag
-
-    def mondays(self) -> list[dt.date]:
-        weeks = (self.last_monday - self.first_monday).days // 7
-        return [self.first_monday + dt.timedelta(weeks=i) for i in range(weeks + 1)]
-
-
 def week_window(time_window: dg.TimeWindow) -> WeekWindow:
-    """WeekWindow for a weekly partition (range): Dagster windows end at the next Monday."""
+    """WeekWindow of a weekly partition (range): Dagster windows end at the next Monday."""
     start = time_window.start.date()
     end = time_window.end.date() - dt.timedelta(days=7)
-    if start.weekday() != 0 or end < start:
-        raise ValueError(f"not a weekly Monday-keyed window: {time_window}")
-    return WeekWindow(first_monday=start, last_monday=end)
+    try:
+        return WeekWindow(first_monday=start, last_monday=end)
+    except ValueError as err:
+        raise ValueError(f"not a weekly Monday-keyed window: {time_window}") from err
 
 
 def day_range(time_window: dg.TimeWindow) -> list[dt.date]:

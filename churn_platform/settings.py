@@ -1,4 +1,4 @@
-"""The one place that decides the environment (DESIGN.md §6).
+"""The one place that decides the environment (docs/contract.md §6).
 
 `Settings.from_env()` reads the environment once, when definitions load (never at
 import). Local defaults keep all state inside the checkout; production sets the
@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from churn_platform.constants import DEFAULT_LANDING_BUCKET
+from churn_platform.gate_thresholds import GateThresholds
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -23,33 +24,6 @@ START_DATE_FILE = "start_date"  # written by `churn-platform seed` into CHURN_DA
 ENVIRONMENTS = ("local", "prod")
 DEFAULT_LOCAL_S3_PORT = 9000
 LOCAL_S3_CREDENTIAL = "local"  # the loopback S3 server accepts any key; never used in prod
-
-
-# Seed defaults (origin lesson) plus what a careful team adds; see DESIGN.md §5.
-DEFAULT_GATE_THRESHOLDS: dict[str, float] = {
-    "min_training_rows": 10_000,
-    "max_null_rate": 0.05,
-    "min_churn_rate": 0.005,
-    "max_churn_rate": 0.5,
-    "max_rejected_rate": 0.01,
-    "max_duplicate_rate": 0.05,
-    "min_auc": 0.7,
-    "min_auc_delta": 0.005,
-}
-
-
-def _thresholds_from_env(env: Mapping[str, str]) -> dict[str, float]:
-    """Quality-gate thresholds: CHURN_GATE_<NAME> overrides the seed's defaults."""
-    thresholds = dict(DEFAULT_GATE_THRESHOLDS)
-    for name in thresholds:
-        raw = env.get(f"CHURN_GATE_{name.upper()}")
-        if raw is not None:
-            try:
-                thresholds[name] = float(raw)
-            except ValueError as err:
-                raise ValueError(f"CHURN_GATE_{name.upper()}={raw!r} is not a number") from err
-    return thresholds
-
 
 
 @dataclass(frozen=True)
@@ -69,7 +43,7 @@ class Settings:
     ui_url: str
     mlflow_ui_url: str | None
     local_s3_credentials: bool
-    gate_thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_GATE_THRESHOLDS))
+    gate_thresholds: GateThresholds = GateThresholds()
 
     @property
     def warehouse_path(self) -> Path:
@@ -101,7 +75,7 @@ class Settings:
             mlflow_ui_url=env.get("CHURN_MLFLOW_UI_URL")
             or ("http://127.0.0.1:5000" if environment == "local" else None),
             local_s3_credentials=environment == "local" and not env.get("AWS_ACCESS_KEY_ID"),
-            gate_thresholds=_thresholds_from_env(env),
+            gate_thresholds=GateThresholds.from_env(env),
         )
 
     def with_overrides(self, **changes) -> Settings:

@@ -1,4 +1,4 @@
-"""Keep the platform offline: no usage statistics leave the machine (DESIGN.md standards)."""
+"""Keep the platform offline: no usage statistics leave the machine (the project standards)."""
 
 import os
 

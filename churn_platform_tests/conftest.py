@@ -1,20 +1,25 @@
 """Shared fixtures: a real S3 server on loopback, a temporary warehouse, offline settings."""
 
-import datetime as dt
 import itertools
-import os
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from churn_platform.local_stack import ensure_bucket, local_s3_server, s3_client
+from churn_platform.dev.local_s3 import local_s3_server
+from churn_platform.dev.s3 import ensure_bucket, s3_client
 from churn_platform.settings import Settings
 from churn_platform.telemetry import OFFLINE_ENV
-
-os.environ.update(OFFLINE_ENV)
+from churn_platform_tests.helpers import DEMO_DAYS, DEMO_END, DEMO_USERS, demo_env
 
 _bucket_ids = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline():
+    """Nothing in the suite phones home: the opt-out variables for the whole session."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in OFFLINE_ENV.items():
+            patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -45,63 +50,18 @@ def s3(settings):
     return s3_client(settings.s3_endpoint_url)
 
 
-def event_table(day: dt.date, n: int, start_id: int = 0, **overrides) -> pa.Table:
-    """n valid contract rows on `day` (logins, sessions and payments in turn)."""
-    types = ["login", "session", "payment"]
-    rows = {
-        "event_id": [f"e{start_id + i}" for i in range(n)],
-        "user_id": [i % 7 for i in range(n)],
-        "event_type": [types[i % 3] for i in range(n)],
-        "event_ts": [dt.datetime.combine(day, dt.time(12), dt.timezone.utc)] * n,
-        "plan_tier": ["basic"] * n,
-        "session_seconds": [120.0 if types[i % 3] == "session" else None for i in range(n)],
-        "payment_status": ["failed" if types[i % 3] == "payment" else None for i in range(n)],
-    }
-    rows.update(overrides)
-    schema = pa.schema([
-        ("event_id", pa.string()), ("user_id", pa.int64()), ("event_type", pa.string()),
-        ("event_ts", pa.timestamp("us", tz="UTC")), ("plan_tier", pa.string()),
-        ("session_seconds", pa.float64()), ("payment_status", pa.string()),
-    ])
-    return pa.table(rows, schema=schema)
-
-
-def put_table(s3, bucket: str, key: str, table: pa.Table) -> None:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    s3.put_object(Bucket=bucket, Key=key, Body=sink.getvalue().to_pybytes())
-
-
-# A small but realistic landed history, ingested once per session and copied per test.
-DEMO_END = dt.date(2024, 5, 26)  # a Sunday: the as-of date of weekly partition 2024-05-20
-DEMO_DAYS = 147
-DEMO_USERS = 12000
-DEMO_GATES = {"CHURN_GATE_MIN_TRAINING_ROWS": "1000"}
-
-
-def demo_env(data_dir, endpoint: str, bucket: str, **extra) -> dict[str, str]:
-    return {
-        "CHURN_DATA_DIR": str(data_dir),
-        "AWS_ENDPOINT_URL_S3": endpoint,
-        "CHURN_LANDING_BUCKET": bucket,
-        "CHURN_START_DATE": (DEMO_END - dt.timedelta(days=DEMO_DAYS - 1)).isoformat(),
-        **DEMO_GATES,
-        **extra,
-    }
-
-
 @pytest.fixture(scope="session")
 def ingested_demo(tmp_path_factory, s3_endpoint):
     """Generated events landed in S3 and ingested (raw_events + daily activity) in one run."""
     import dagster as dg
 
-    from churn_platform.cli import seed
     from churn_platform.definitions import build_definitions
+    from churn_platform.dev.landing import land_demo_events
     from churn_platform.jobs import INGEST_JOB
 
     data_dir = tmp_path_factory.mktemp("ingested") / "data"
     settings = Settings.from_env(demo_env(data_dir, s3_endpoint, "demo-landing"))
-    seed(settings, DEMO_USERS, DEMO_DAYS, DEMO_END, 11)
+    land_demo_events(settings, DEMO_USERS, DEMO_DAYS, DEMO_END, 11)
     result = build_definitions(settings).resolve_job_def(INGEST_JOB).execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
         tags={

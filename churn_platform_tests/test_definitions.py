@@ -70,16 +70,26 @@ def test_weekly_schedule_trains_the_week_that_just_ended(settings):
     assert [r.partition_key for r in requests] == ["2024-05-27"]  # Mon 27 May .. Sun 2 June
 
 
+def _loaded_modules(statement: str, modules: tuple[str, ...], env: dict[str, str]) -> dict[str, bool]:
+    code = f"import sys, json; {statement}; print(json.dumps({{m: m in sys.modules for m in {modules!r}}}))"
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
 def test_import_has_no_side_effects(tmp_path):
-    """Importing the package opens nothing, reads no state, and leaves MLflow and sklearn unloaded."""
+    """Importing the code location opens nothing, reads no state, leaves MLflow and sklearn unloaded."""
     data_dir = tmp_path / "never-created"
-    code = (
-        "import sys, json, churn_platform;"
-        "print(json.dumps({m: m in sys.modules for m in ('mlflow', 'sklearn')}))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code],
-        env={"CHURN_DATA_DIR": str(data_dir), "PATH": ""}, capture_output=True, text=True, check=True,
-    )
-    assert json.loads(out.stdout) == {"mlflow": False, "sklearn": False}
+    env = {"CHURN_DATA_DIR": str(data_dir), "PATH": ""}
+    loaded = _loaded_modules("import churn_platform.definitions", ("mlflow", "sklearn", "moto"), env)
+    assert loaded == {"mlflow": False, "sklearn": False, "moto": False}
     assert not data_dir.exists()
+
+
+def test_local_tools_do_not_import_the_code_location(tmp_path):
+    """`churn-platform seed` needs boto3 and the generator, not Dagster, dbt, Slack or moto."""
+    heavy = ("dagster", "dagster_dbt", "dagster_aws", "dagster_slack", "moto", "mlflow")
+    env = {"CHURN_DATA_DIR": str(tmp_path), "PATH": ""}
+    assert not any(_loaded_modules("import churn_platform", heavy, env).values())
+    assert not any(_loaded_modules("import churn_platform.dev.cli, churn_platform.dev.landing, "
+                                   "churn_platform.dev.generator", heavy, env).values())

@@ -10,10 +10,10 @@ from churn_platform.partitions import (
     LABEL_WINDOW_MAPPING,
     TRAINING_FEATURES_MAPPING,
     daily_partitions,
-    first_weekly_partition,
     week_window,
     weekly_partitions,
 )
+from churn_platform.windows import first_weekly_partition
 
 START = dt.date(2024, 1, 1)
 DAILY = daily_partitions(START)

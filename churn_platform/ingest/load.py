@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from churn_platform.constants import EVENT_TYPES, PAYMENT_STATUSES, PLAN_TIERS
+from churn_platform.events import EVENT_TYPES, PAYMENT_STATUSES, PLAN_TIERS
 from churn_platform.ingest.validation import LandedFile
 
 

@@ -1,4 +1,4 @@
-"""File-level validation of landed parquet files (DESIGN.md §2).
+"""File-level validation of landed parquet files (docs/contract.md §2).
 
 A file that cannot be read, or whose columns are missing or of the wrong type, fails the
 whole partition: `BadFileError` names the key and the problem. Row-level rules live in
@@ -8,29 +8,13 @@ SQL (`load.py`) so they are counted, not silently dropped.
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from churn_platform.constants import EVENT_COLUMNS, LANDING_PREFIX
-
-# Target arrow type per contract column, and the arrow types accepted for it.
-CONTRACT_TYPES: dict[str, pa.DataType] = {
-    "event_id": pa.string(),
-    "user_id": pa.int64(),
-    "event_type": pa.string(),
-    "event_ts": pa.timestamp("us"),
-    "plan_tier": pa.string(),
-    "session_seconds": pa.float64(),
-    "payment_status": pa.string(),
-}
-
-_KEY_PATTERN = re.compile(
-    "^" + re.escape(LANDING_PREFIX) + r"date=(\d{4}-\d{2}-\d{2})/([^/]+\.parquet)$"
-)
+from churn_platform.events import EVENT_COLUMNS, FIELDS_BY_NAME, SOURCE_KEY_COLUMN
 
 
 class BadFileError(ValueError):
@@ -49,28 +33,6 @@ class LandedFile:
     extra_columns: tuple[str, ...]
 
 
-def landing_prefix(day: str) -> str:
-    return f"{LANDING_PREFIX}date={day}/"
-
-
-def parse_landing_key(key: str) -> str | None:
-    """The `date=` of a well-formed landing key, or None for keys outside the layout."""
-    match = _KEY_PATTERN.match(key)
-    return match.group(1) if match else None
-
-
-def _accepts(column: str, arrow_type: pa.DataType) -> bool:
-    if column == "user_id":
-        return pa.types.is_integer(arrow_type)
-    if column == "event_ts":
-        return pa.types.is_timestamp(arrow_type)
-    if column == "session_seconds":
-        return pa.types.is_floating(arrow_type) or pa.types.is_integer(arrow_type)
-    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_null(
-        arrow_type
-    )
-
-
 def _to_utc_naive(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """Timestamps as naive UTC microseconds (arrow stores instants as UTC; naive input is UTC)."""
     return pc.cast(column, pa.timestamp("us"), safe=False)
@@ -84,21 +46,20 @@ def conform(key: str, table: pa.Table) -> LandedFile:
     wrong = {
         c: str(table.schema.field(c).type)
         for c in EVENT_COLUMNS
-        if not _accepts(c, table.schema.field(c).type)
+        if not FIELDS_BY_NAME[c].accepts(table.schema.field(c).type)
     }
     if wrong:
-        expected = {c: str(CONTRACT_TYPES[c]) for c in wrong}
+        expected = {c: str(FIELDS_BY_NAME[c].arrow_type) for c in wrong}
         raise BadFileError(key, f"wrong column type(s) {wrong}, expected {expected}")
     columns = {}
     for name in EVENT_COLUMNS:
         column = table.column(name)
         try:
-            columns[name] = (
-                _to_utc_naive(column) if name == "event_ts" else column.cast(CONTRACT_TYPES[name])
-            )
+            target = FIELDS_BY_NAME[name].arrow_type
+            columns[name] = _to_utc_naive(column) if pa.types.is_timestamp(target) else column.cast(target)
         except pa.ArrowInvalid as err:
-            raise BadFileError(key, f"column {name!r} does not fit {CONTRACT_TYPES[name]} ({err})") from err
-    columns["source_key"] = pa.array([key] * table.num_rows, pa.string())
+            raise BadFileError(key, f"column {name!r} does not fit {FIELDS_BY_NAME[name].arrow_type} ({err})") from err
+    columns[SOURCE_KEY_COLUMN[0]] = pa.repeat(pa.scalar(key, pa.string()), table.num_rows)
     extra = tuple(c for c in table.column_names if c not in EVENT_COLUMNS)
     return LandedFile(key=key, table=pa.table(columns), extra_columns=extra)
 

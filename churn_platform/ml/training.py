@@ -1,4 +1,4 @@
-"""Training core for the churn model (DESIGN.md §4): split, estimator, metrics.
+"""Training core for the churn model (docs/contract.md §4): split, estimator, metrics.
 
 Plain Python on purpose: Dagster assets and tests call these functions directly.
 """
@@ -17,7 +17,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 from threadpoolctl import threadpool_limits
 
-from churn_platform.constants import FEATURE_COLUMNS, LABEL_COLUMN, PLAN_TIERS
+from churn_platform.constants import FEATURE_COLUMNS, LABEL_COLUMN
+from churn_platform.events import PLAN_TIERS
 from churn_platform.ml.params import TrainingParams
 
 CATEGORICAL_COLUMN = "plan_tier"
@@ -145,8 +146,8 @@ def build_estimator(params: TrainingParams = TrainingParams()) -> Pipeline:
     )
 
 
-def seed_estimator() -> Pipeline:
-    """The seed's GradientBoostingClassifier(300, 0.05), kept as the benchmark to match."""
+def baseline_estimator() -> Pipeline:
+    """The origin lesson's GradientBoostingClassifier(300, 0.05): the baseline our default must match."""
     return Pipeline(
         [
             ("encode", _plan_tier_encoder()),

@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_slack import SlackResource
 
-from churn_platform.dbt_project import DBT_EXECUTABLE, DBT_PROJECT, OfflineDbtCliResource
+from churn_platform.resources.dbt import DBT_EXECUTABLE, DBT_PROJECT, OfflineDbtCliResource
 from churn_platform.resources.landing import LandingZone
 from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform.resources.notify import Notifier
@@ -33,6 +33,15 @@ def build_notifier(settings: Settings) -> Notifier:
     return Notifier()
 
 
+def build_mlflow_registry(settings: Settings) -> MlflowRegistry:
+    """The tracking store and registry of this environment; also what the CLI and demo use."""
+    return MlflowRegistry(
+        tracking_uri=settings.mlflow_tracking_uri,
+        artifact_root=str(settings.mlflow_artifact_root),
+        ui_url=settings.mlflow_ui_url,
+    )
+
+
 def build_resources(settings: Settings) -> dict:
     s3 = build_s3(settings)
     return {
@@ -40,11 +49,7 @@ def build_resources(settings: Settings) -> dict:
         "landing": LandingZone(s3=s3, bucket=settings.landing_bucket),
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "notifier": build_notifier(settings),
-        "mlflow": MlflowRegistry(
-            tracking_uri=settings.mlflow_tracking_uri,
-            artifact_root=str(settings.mlflow_artifact_root),
-            ui_url=settings.mlflow_ui_url,
-        ),
+        "mlflow": build_mlflow_registry(settings),
         "dbt": OfflineDbtCliResource(
             project_dir=DBT_PROJECT,
             dbt_executable=DBT_EXECUTABLE,

@@ -1,4 +1,4 @@
-"""The S3 landing zone (DESIGN.md §2), read through dagster-aws's S3Resource."""
+"""The S3 landing zone (docs/contract.md §2), read through dagster-aws's S3Resource."""
 
 
 from collections.abc import Iterator
@@ -7,8 +7,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from churn_platform.constants import LANDING_PREFIX
-from churn_platform.ingest.validation import landing_prefix
+from churn_platform.events import LANDING_PREFIX, day_prefix
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -29,7 +28,7 @@ class LandingZone(dg.ConfigurableResource):
 
     def day_keys(self, day: str) -> list[str]:
         """Every object key under events/raw/date=<day>/ (all pages)."""
-        return [obj["Key"] for obj in self.iter_objects(landing_prefix(day))]
+        return [obj["Key"] for obj in self.iter_objects(day_prefix(day))]
 
     def iter_objects(
         self, prefix: str = LANDING_PREFIX, start_after: str = "", page_size: int = 1000

@@ -1,13 +1,33 @@
-"""MLflow tracking and registry, as a configurable resource.
+"""MLflow tracking and registry as a resource that speaks the model's domain (docs/contract.md §4).
+
+Assets ask it to register a training, name the champion, compare, promote or roll back; it
+builds the client and retries every MLflow operation with backoff, so no asset holds a client
+or calls MLflow itself. The work is done by `churn_platform.ml` (`registration`, `promotion`),
+imported inside the methods: loading the code location imports neither mlflow nor sklearn.
 
 Why not dagster-mlflow: its `mlflow_tracking` is a legacy function resource that starts a
 fluent MLflow run when the resource initializes, sets process-global tracking URIs, and
 ends the run in a hook that does not fire on every failure path. We need one run per
 training that is always closed (FAILED on error), an explicit client per call, and no
-global state, which `churn_platform.ml.registry` provides.
+global state.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import dagster as dg
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from sklearn.pipeline import Pipeline
+
+    from churn_platform.ml.mlflow_io import MlflowRetry
+    from churn_platform.ml.promotion import Decision, Rollback
+    from churn_platform.ml.registration import LoggedVersion
+    from churn_platform.ml.training import TrainedModel
 
 
 class MlflowRegistry(dg.ConfigurableResource):
@@ -19,12 +39,85 @@ class MlflowRegistry(dg.ConfigurableResource):
     retry_attempts: int = 4
     retry_base_delay_seconds: float = 0.5
 
-    def client(self):
-        from churn_platform.ml.registry import connect
+    def _session(self) -> tuple[MlflowClient, MlflowRetry]:
+        from churn_platform.ml.mlflow_io import MlflowRetry, connect
 
-        return connect(self.tracking_uri)
+        retry = MlflowRetry(attempts=self.retry_attempts, base_delay_seconds=self.retry_base_delay_seconds)
+        return connect(self.tracking_uri), retry
 
-    def retry(self):
-        from churn_platform.ml.registry import RetryPolicy
+    def register_training(
+        self, trained: TrainedModel, *, partition_key: str, dagster_run_id: str, data_window: str
+    ) -> LoggedVersion:
+        """Log a training as one MLflow run and register it as a new version of the model.
 
-        return RetryPolicy(attempts=self.retry_attempts, base_delay_seconds=self.retry_base_delay_seconds)
+        On any failure the run ends FAILED and no version from it stays registered.
+        """
+        from churn_platform.ml.registration import log_and_register
+
+        client, retry = self._session()
+        return log_and_register(
+            client,
+            trained,
+            artifact_root=self.artifact_root,
+            partition_key=partition_key,
+            dagster_run_id=dagster_run_id,
+            data_window=data_window,
+            ui_url=self.ui_url,
+            retry=retry,
+        )
+
+    def champion(self) -> ModelVersion | None:
+        """The version behind the `champion` alias; None before the first promotion."""
+        from churn_platform.ml.promotion import get_champion
+
+        client, retry = self._session()
+        return get_champion(client, retry=retry)
+
+    def model_version(self, number: str | int) -> ModelVersion:
+        """A registered version of the model, with its tags and aliases."""
+        from churn_platform.ml.promotion import get_model_version
+
+        client, retry = self._session()
+        return get_model_version(client, number, retry=retry)
+
+    def holdout(self, run_id: str) -> pd.DataFrame:
+        """The holdout rows (features and label) a training run was measured on."""
+        from churn_platform.ml.promotion import load_holdout
+
+        client, retry = self._session()
+        return load_holdout(client, run_id, retry=retry)
+
+    def load_model(self, version: ModelVersion | str) -> Pipeline:
+        """The fitted sklearn pipeline of a registered version."""
+        from churn_platform.ml.promotion import load_model_version
+
+        client, retry = self._session()
+        return load_model_version(client, version, retry=retry)
+
+    def compare(
+        self, challenger: ModelVersion | str, champion: ModelVersion | str | None, holdout: pd.DataFrame
+    ) -> tuple[float, float | None]:
+        """ROC AUC of challenger and champion (None without one) on the same holdout rows."""
+        from churn_platform.ml.promotion import compare_on_holdout
+
+        client, retry = self._session()
+        return compare_on_holdout(client, challenger, champion, holdout, retry=retry)
+
+    def promote(
+        self, decision: Decision, challenger: ModelVersion, previous_champion: ModelVersion | None
+    ) -> str:
+        """Record the decision on the versions, move `champion` if it promotes; the markdown report.
+
+        Refuses when the champion changed since the comparison.
+        """
+        from churn_platform.ml.promotion import promote
+
+        client, retry = self._session()
+        return promote(client, decision, challenger, previous_champion, retry=retry)
+
+    def rollback(self) -> Rollback:
+        """Point `champion` back at the current champion's predecessor and record it on both."""
+        from churn_platform.ml.promotion import rollback
+
+        client, retry = self._session()
+        return rollback(client, retry=retry)

@@ -10,29 +10,26 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-RAW_EVENTS_DDL = """
+from churn_platform.events import EVENT_DATE_COLUMN, EVENT_FIELDS, RAW_EVENTS_SCHEMA, SOURCE_KEY_COLUMN
+
+def _columns(schema: dict[str, str], not_null: set[str]) -> str:
+    return ",\n    ".join(
+        f"{name} {sql_type}" + (" NOT NULL" if name in not_null else "") for name, sql_type in schema.items()
+    )
+
+
+_REQUIRED_EVENT_COLUMNS = {f.name for f in EVENT_FIELDS if f.required}
+_EVENT_KEYS = {EVENT_DATE_COLUMN[0], SOURCE_KEY_COLUMN[0]}
+_REJECTED_SCHEMA = {EVENT_DATE_COLUMN[0]: EVENT_DATE_COLUMN[1], "reason": "VARCHAR",
+                    **{name: t for name, t in RAW_EVENTS_SCHEMA.items() if name != EVENT_DATE_COLUMN[0]}}
+
+# Tables the platform writes outside dbt, derived from the event contract (docs/contract.md §2-§3).
+RAW_EVENTS_DDL = f"""
 CREATE TABLE IF NOT EXISTS raw_events (
-    event_date DATE NOT NULL,
-    event_id VARCHAR NOT NULL,
-    user_id BIGINT NOT NULL,
-    event_type VARCHAR NOT NULL,
-    event_ts TIMESTAMP NOT NULL,
-    plan_tier VARCHAR,
-    session_seconds DOUBLE,
-    payment_status VARCHAR,
-    source_key VARCHAR NOT NULL
+    {_columns(RAW_EVENTS_SCHEMA, _REQUIRED_EVENT_COLUMNS | _EVENT_KEYS)}
 );
 CREATE TABLE IF NOT EXISTS raw_events_rejected (
-    event_date DATE NOT NULL,
-    reason VARCHAR NOT NULL,
-    event_id VARCHAR,
-    user_id BIGINT,
-    event_type VARCHAR,
-    event_ts TIMESTAMP,
-    plan_tier VARCHAR,
-    session_seconds DOUBLE,
-    payment_status VARCHAR,
-    source_key VARCHAR NOT NULL
+    {_columns(_REJECTED_SCHEMA, _EVENT_KEYS | {"reason"})}
 );
 CREATE TABLE IF NOT EXISTS ingested_days (
     event_date DATE PRIMARY KEY,
@@ -41,6 +38,26 @@ CREATE TABLE IF NOT EXISTS ingested_days (
     ingested_at TIMESTAMP NOT NULL
 );
 """
+CHURN_SCORES_DDL = """
+CREATE TABLE IF NOT EXISTS churn_scores (
+    as_of_date DATE NOT NULL,
+    user_id BIGINT NOT NULL,
+    churn_probability DOUBLE NOT NULL,
+    model_version VARCHAR NOT NULL
+)
+"""
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """All statements inside commit together or not at all (readers never see half a partition)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 class WarehouseLockedError(RuntimeError):
@@ -86,3 +103,17 @@ class DuckDBWarehouse(dg.ConfigurableResource):
 
     def ensure_raw_tables(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(RAW_EVENTS_DDL)
+
+    def replace_partition(self, table: str, ddl: str, column: str, value, rows) -> int:
+        """Replace the rows of `table` where `column` = value with `rows` (a DataFrame or arrow
+        table with the table's columns), in one transaction; returns the rows written."""
+        with self.connect() as con:
+            con.execute(ddl)
+            con.register("partition_rows", rows)
+            try:
+                with transaction(con):
+                    con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
+                    con.execute(f"INSERT INTO {table} SELECT * FROM partition_rows")
+            finally:
+                con.unregister("partition_rows")
+        return len(rows)

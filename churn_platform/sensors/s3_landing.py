@@ -36,8 +36,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from churn_platform.constants import LANDING_PREFIX
-from churn_platform.ingest.validation import parse_landing_key
+from churn_platform.events import LANDING_PREFIX, day_prefix, parse_landing_key
 from churn_platform.jobs import INGEST_JOB
 from churn_platform.resources.landing import LandingZone
 
@@ -166,7 +165,7 @@ class TickPlan:
 
 def _before(day: str) -> str:
     """A StartAfter that sorts just before every key of `day`."""
-    return f"{LANDING_PREFIX}date={day}"
+    return day_prefix(day).rstrip("/")
 
 
 def _object_digest(key: str, etag: str) -> int:

@@ -1,15 +1,17 @@
 """Training, registry, champion/challenger and scores through Dagster, on a real MLflow store."""
 
+import dataclasses
 import shutil
 
 import dagster as dg
 import pytest
 
-from churn_platform.cli import rollback
+from churn_platform.dev.cli import rollback
 from churn_platform.definitions import build_definitions
 from churn_platform.jobs import TRAINING_JOB
-from churn_platform.ml.registry import connect, get_champion, version_number
-from churn_platform_tests.assets.test_features_labels import K, K_MINUS_4, materialize, query
+from churn_platform.ml.mlflow_io import connect, version_number
+from churn_platform.ml.promotion import get_champion
+from churn_platform_tests.helpers import K, K_MINUS_4, materialize, query
 
 MODEL_STEPS = ["churn_model", "promotion_decision", "churn_scores"]
 WEAK_MODEL = {"ops": {"churn_model": {"config": {"max_iter": 1, "max_leaf_nodes": 2, "learning_rate": 0.01}}}}
@@ -31,7 +33,7 @@ def trainable(demo_settings, training_inputs):
     """A private copy of the training inputs and a fresh MLflow store."""
     shutil.copy(training_inputs, demo_settings.warehouse_path)
     settings = demo_settings.with_overrides(
-        gate_thresholds={**demo_settings.gate_thresholds, "min_auc": 0.6}
+        gate_thresholds=dataclasses.replace(demo_settings.gate_thresholds, min_auc=0.6)
     )
     return settings, dg.DagsterInstance.ephemeral()
 
@@ -103,7 +105,7 @@ def test_worse_challenger_is_kept_out_and_better_one_promoted_then_rolled_back(t
 
 def test_failed_gate_registers_nothing_and_moves_no_alias(trainable):
     settings, instance = trainable
-    strict = settings.with_overrides(gate_thresholds={**settings.gate_thresholds, "min_training_rows": 10**6})
+    strict = settings.with_overrides(gate_thresholds=dataclasses.replace(settings.gate_thresholds, min_training_rows=10**6))
     result = train(strict, instance)
     assert not result.success
     assert "the gate needs 1000000" in result.failure_data_for_node("churn_model").error.message
@@ -116,7 +118,7 @@ def test_failed_gate_registers_nothing_and_moves_no_alias(trainable):
 
 def test_auc_floor_blocks_promotion(trainable):
     settings, instance = trainable
-    floor = settings.with_overrides(gate_thresholds={**settings.gate_thresholds, "min_auc": 0.99})
+    floor = settings.with_overrides(gate_thresholds=dataclasses.replace(settings.gate_thresholds, min_auc=0.99))
     result = train(floor, instance)
     assert not result.success
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "churn_model_auc_floor")

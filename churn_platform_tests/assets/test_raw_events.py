@@ -8,7 +8,7 @@ import pytest
 
 from churn_platform.definitions import build_definitions
 from churn_platform.jobs import INGEST_JOB
-from churn_platform_tests.conftest import event_table, put_table
+from churn_platform_tests.helpers import event_table, put_table
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
@@ -139,3 +139,20 @@ def test_rejected_rows_are_quarantined_and_gate_fails(settings, s3):
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw_events_rejected").fetchone()[0] == 5
         assert con.execute("SELECT count(*) FROM raw_events").fetchone()[0] == 15
+
+
+def test_a_day_of_empty_files_fails_and_keeps_its_rows(settings, s3):
+    """Replacing a day's only file with a valid 0-row file must not empty the day."""
+    put_table(s3, settings.landing_bucket, _key(D1), event_table(D1, 30))
+    assert run_ingest(settings, D1).success
+    put_table(s3, settings.landing_bucket, _key(D1), event_table(D1, 0))
+    result = run_ingest(settings, D1)
+    assert not result.success
+    message = result.failure_data_for_node("raw_events").error.message
+    assert f"{_key(D1)}" in message and "0 rows" in message
+    assert warehouse_counts(settings) == {D1: 30}
+
+    # A 0-row file beside a good one is fine.
+    put_table(s3, settings.landing_bucket, _key(D1, "more.parquet"), event_table(D1, 12, start_id=500))
+    assert run_ingest(settings, D1).success
+    assert warehouse_counts(settings) == {D1: 12}

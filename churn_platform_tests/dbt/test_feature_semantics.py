@@ -1,4 +1,4 @@
-"""Known-answer tests of the dbt models against DESIGN.md §3, run with the real dbt CLI.
+"""Known-answer tests of the dbt models against docs/contract.md §3, run with the real dbt CLI.
 
 One warehouse with hand-built raw events is built once per module (daily window
 plus the single week ending AS_OF); tests that change data work on a copy of it.

@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from churn_platform.cli import install_instance_config, seed, stack_env, stop_process_group
-from churn_platform.local_stack import local_s3_server, s3_client
+from churn_platform.dev.instance import install_instance_config, stack_env, stop_process_group
+from churn_platform.dev.landing import land_demo_events
+from churn_platform.dev.local_s3 import local_s3_server
+from churn_platform.dev.s3 import s3_client
 from churn_platform.settings import PROJECT_ROOT, Settings
 
-CODE_LOCATION_MODULE = "churn_platform"
+CODE_LOCATION_MODULE = "churn_platform.definitions"
 # Every seeded date in range is a run for the landing sensor's first tick: keep them few.
 SEEDED_DAYS = 3
 SEEDED_USERS = 300
@@ -251,7 +253,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def dagster_dev(tmp_path_factory) -> Iterator[DagsterDev]:
-    """`dagster dev -m churn_platform` on a free loopback port, with seeded landing data."""
+    """`dagster dev -m churn_platform.definitions` on a free loopback port, with seeded landing data."""
     tmp = tmp_path_factory.mktemp("dagster_dev")
     last_day = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)
     first_day = last_day - dt.timedelta(days=SEEDED_DAYS - 1)
@@ -265,7 +267,7 @@ def dagster_dev(tmp_path_factory) -> Iterator[DagsterDev]:
         }
         settings = Settings.from_env(env)
         install_instance_config(settings)
-        seed(settings, users=SEEDED_USERS, days=SEEDED_DAYS, end_date=last_day, seed_value=7)
+        land_demo_events(settings, users=SEEDED_USERS, days=SEEDED_DAYS, end_date=last_day, random_seed=7)
 
         port = _free_port()
         stack = DagsterDev(

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from churn_platform.constants import RAW_EVENTS
-from churn_platform.ingest.validation import landing_prefix
+from churn_platform.events import day_prefix, landing_key
 from churn_platform.jobs import INGEST_JOB
 from churn_platform.resources.warehouse import DuckDBWarehouse
-from churn_platform_tests.conftest import event_table, put_table
+from churn_platform_tests.helpers import event_table, put_table
 
 pytestmark = pytest.mark.e2e
 
@@ -112,7 +112,7 @@ def _landed_rows(dagster_dev, day: dt.date) -> int:
     """Rows in the parquet files landed for `day` (the generator lands only valid, unique rows)."""
     s3 = dagster_dev.s3
     bucket = dagster_dev.settings.landing_bucket
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=landing_prefix(day.isoformat()))
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=day_prefix(day))
     bodies = (s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
               for obj in listing["Contents"])
     return sum(pq.read_metadata(pa.BufferReader(body)).num_rows for body in bodies)
@@ -177,7 +177,7 @@ def test_landing_sensor_ingests_a_newly_landed_day(dagster_dev):
 
     day = (dagster_dev.seeded_days[-1] + dt.timedelta(days=1)).isoformat()  # nothing landed yet
     put_table(dagster_dev.s3, dagster_dev.settings.landing_bucket,
-              f"{landing_prefix(day)}part-000.parquet", event_table(dt.date.fromisoformat(day), 30))
+              landing_key(day, "part-000.parquet"), event_table(dt.date.fromisoformat(day), 30))
 
     wanted = {"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": day}
     deadline = time.monotonic() + SENSOR_RUN_TIMEOUT

@@ -6,13 +6,14 @@ import shutil
 import pytest
 
 from churn_platform.constants import FEATURE_COLUMNS, LABEL_COLUMN
-from churn_platform.ml.registry import connect
-from churn_platform.ml.training import TrainingParams, evaluate, train
-from churn_platform_tests.ml.synthetic import synthetic_training_frame
-
-# Small models keep the suite fast; the data stays above the 10k-row gate.
-FAST_PARAMS = TrainingParams(max_iter=30)
-WEAK_PARAMS = TrainingParams(max_iter=3, max_leaf_nodes=2)
+from churn_platform.dev.synthetic_training import synthetic_training_frame
+from churn_platform.ml.mlflow_io import connect
+from churn_platform.ml.training import evaluate, train
+from churn_platform_tests.helpers import (
+    FAST_TRAINING_PARAMS,
+    WEAK_TRAINING_PARAMS,
+    migrate_mlflow_store,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +27,7 @@ def offline_mlflow(monkeypatch):
 @pytest.fixture(scope="session")
 def migrated_store(tmp_path_factory):
     """An empty MLflow sqlite store, migrated once: migrations take ~2 s per new file."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    connect(f"sqlite:///{path}").search_experiments()
-    return path
+    return migrate_mlflow_store(tmp_path_factory.mktemp("mlflow-template") / "mlflow.db")
 
 
 @pytest.fixture
@@ -41,17 +40,18 @@ def mlflow_store(tmp_path, migrated_store):
 
 @pytest.fixture(scope="session")
 def training_frame():
+    """Above the 10k-row gate."""
     return synthetic_training_frame(n_rows=12_000, seed=0)
 
 
 @pytest.fixture(scope="session")
 def trained(training_frame):
-    return train(training_frame, FAST_PARAMS)
+    return train(training_frame, FAST_TRAINING_PARAMS)
 
 
 @pytest.fixture(scope="session")
 def weak_trained(training_frame):
-    return train(training_frame, WEAK_PARAMS)
+    return train(training_frame, WEAK_TRAINING_PARAMS)
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,7 @@ def inverted_trained(training_frame, trained):
     holdout at AUC 0.6-0.7 by chance, when its few splits land on informative features.)
     """
     inverted = training_frame.assign(churned=1 - training_frame["churned"])
-    model = train(inverted, FAST_PARAMS).model
+    model = train(inverted, FAST_TRAINING_PARAMS).model
     holdout = trained.holdout
     metrics = evaluate(model, holdout[list(FEATURE_COLUMNS)], holdout[LABEL_COLUMN])
     return dataclasses.replace(trained, model=model, metrics=metrics)

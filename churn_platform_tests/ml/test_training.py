@@ -2,13 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_platform.constants import FEATURE_COLUMNS, LABEL_COLUMN, PLAN_TIERS
+from churn_platform.constants import FEATURE_COLUMNS, LABEL_COLUMN
+from churn_platform.events import PLAN_TIERS
 from churn_platform.ml.training import (
     TrainingParams,
     build_estimator,
     evaluate,
     prepare_features,
-    seed_estimator,
+    baseline_estimator,
     split_training_set,
 )
 
@@ -67,14 +68,20 @@ def test_evaluate_propagates_errors_on_a_single_class_holdout(trained):
         evaluate(trained.model, X, pd.Series(np.zeros(len(X), dtype=int)))
 
 
-def test_seed_estimator_is_the_seed_configuration():
-    classifier = seed_estimator()[-1]
+def test_baseline_estimator_is_the_origin_lessons_configuration():
+    classifier = baseline_estimator()[-1]
     assert (classifier.n_estimators, classifier.learning_rate, classifier.random_state) == (300, 0.05, 42)
 
 
 def test_params_reach_the_estimator():
     classifier = build_estimator(TrainingParams(max_iter=7, learning_rate=0.3))[-1]
     assert (classifier.max_iter, classifier.learning_rate, classifier.random_state) == (7, 0.3, 42)
+
+
+def test_runs_may_tune_every_hyperparameter_but_not_the_split():
+    tunable = TrainingParams.tunable()
+    assert set(tunable) == set(TrainingParams().as_dict()) - {"test_size", "random_state"}
+    assert tunable["max_iter"] == (int, 200) and tunable["learning_rate"] == (float, 0.03)
 
 
 def test_holdout_users_are_stable_across_weeks(training_frame):

@@ -21,7 +21,7 @@ from churn_platform.sensors.s3_landing import (
     build_landing_sensor,
     plan_tick,
 )
-from churn_platform_tests.conftest import event_table, put_table
+from churn_platform_tests.helpers import event_table, put_table
 
 TODAY = dt.date(2024, 3, 1)
 YESTERDAY = TODAY - dt.timedelta(days=1)

@@ -30,7 +30,7 @@
 {% endmacro %}
 
 
-{# A window of as-of dates: both ends must be Sundays (DESIGN.md §3). #}
+{# A window of as-of dates: both ends must be Sundays (docs/contract.md §3). #}
 {% macro sunday_window(first_var, last_var) %}
     {%- set window = date_window(first_var, last_var) -%}
     {%- for name, day in [(first_var, window.first_day), (last_var, window.last_day)] -%}

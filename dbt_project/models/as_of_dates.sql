@@ -9,12 +9,12 @@ with as_of_date_list as (
 
 )
 
--- Whole UTC days, bounds included (DESIGN.md §3): features read
+-- Whole UTC days, bounds included (docs/contract.md §3): features read
 -- [lookback_start, as_of_date] at most, labels read (as_of_date, label_window_end].
 select
     as_of_date,
-    cast({{ dbt.dateadd('day', -89, 'as_of_date') }} as date) as lookback_start,        -- 90 days
-    cast({{ dbt.dateadd('day', -29, 'as_of_date') }} as date) as payment_window_start,  -- 30 days
-    cast({{ dbt.dateadd('day', -6, 'as_of_date') }} as date) as session_window_start,   -- 7 days
-    cast({{ dbt.dateadd('day', 28, 'as_of_date') }} as date) as label_window_end        -- 28 days after A
+    cast({{ dbt.dateadd('day', 1 - var('lookback_days'), 'as_of_date') }} as date) as lookback_start,
+    cast({{ dbt.dateadd('day', 1 - var('payment_window_days'), 'as_of_date') }} as date) as payment_window_start,
+    cast({{ dbt.dateadd('day', 1 - var('session_window_days'), 'as_of_date') }} as date) as session_window_start,
+    cast({{ dbt.dateadd('day', var('label_window_days'), 'as_of_date') }} as date) as label_window_end
 from as_of_date_list

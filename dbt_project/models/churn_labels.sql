@@ -11,7 +11,7 @@ with as_of_dates as (
     {% for as_of_date in as_of_dates_in_window(label_window()) %}
     select
         {{ date_literal(as_of_date) }} as as_of_date,
-        cast({{ dbt.dateadd('day', 28, date_literal(as_of_date)) }} as date) as label_window_end
+        cast({{ dbt.dateadd('day', var('label_window_days'), date_literal(as_of_date)) }} as date) as label_window_end
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
@@ -32,7 +32,7 @@ cancel_days as (
     from {{ ref('user_daily_activity') }}
     where cancels > 0
         and activity_date > {{ date_literal(label_window().first_day) }}
-        and activity_date <= {{ dbt.dateadd('day', 28, date_literal(label_window().last_day)) }}
+        and activity_date <= {{ dbt.dateadd('day', var('label_window_days'), date_literal(label_window().last_day)) }}
 
 ),
 

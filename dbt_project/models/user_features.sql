@@ -53,9 +53,9 @@ latest_plan_tier as (
 select
     window_totals.as_of_date,
     cast(window_totals.user_id as {{ dbt.type_bigint() }}) as user_id,
-    -- 90 when there is no login in the 90-day lookback
+    -- the lookback length when there is no login in the lookback
     cast(
-        coalesce({{ dbt.datediff('window_totals.last_login_date', 'window_totals.as_of_date', 'day') }}, 90)
+        coalesce({{ dbt.datediff('window_totals.last_login_date', 'window_totals.as_of_date', 'day') }}, {{ var('lookback_days') }})
         as {{ dbt.type_int() }}
     ) as days_since_last_login,
     cast(window_totals.payment_attempts_30d as {{ dbt.type_int() }}) as payment_attempts_30d,

@@ -1,7 +1,7 @@
-"""The seed lesson's approach: every event in one pandas DataFrame, features with pandas ops, GBC300.
+"""The pandas + GradientBoosting baseline (the origin lesson's approach): every event in one pandas DataFrame, features with pandas ops, GBC300.
 
 Computes the training set of the measured partition (features at L joined with the labels
-at L, DESIGN.md §3) and fits the seed's GradientBoostingClassifier(300, 0.05) on the seed's
+at L, docs/contract.md §3) and fits the baseline GradientBoostingClassifier(300, 0.05) on its own
 split: sklearn's train_test_split, stratified 80/20, random_state 42.
 """
 
@@ -16,8 +16,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from churn_platform.constants import FEATURE_COLUMNS, LABEL_COLUMN, LABEL_WINDOW_DAYS
-from churn_platform.ml.training import prepare_features, seed_estimator
+from churn_platform.constants import FEATURE_COLUMNS, LABEL_COLUMN
+from churn_platform.windows import LABEL_WINDOW_DAYS
+from churn_platform.ml.training import prepare_features, baseline_estimator
 
 
 def read_events(paths: list[Path]) -> pd.DataFrame:
@@ -71,8 +72,8 @@ def labels_at(events: pd.DataFrame, users: pd.Index, as_of: dt.date) -> pd.Serie
     return pd.Series(users.isin(cancelled).astype("int64"), index=users, name=LABEL_COLUMN)
 
 
-def fit_on_seed_split(training: pd.DataFrame, model) -> tuple[float, float]:
-    """Fit on the seed's split (one OpenMP thread, as the platform trains); (fit seconds, holdout ROC AUC)."""
+def fit_on_baseline_split(training: pd.DataFrame, model) -> tuple[float, float]:
+    """Fit on the baseline's split (one OpenMP thread, as the platform trains); (fit seconds, holdout ROC AUC)."""
     X_train, X_test, y_train, y_test = train_test_split(
         prepare_features(training), training[LABEL_COLUMN], test_size=0.2,
         stratify=training[LABEL_COLUMN], random_state=42,
@@ -94,7 +95,7 @@ def run(paths: list[Path], as_of: dt.date, training_set_path: Path) -> dict:
     training = training.reset_index().assign(as_of_date=as_of)
     built = time.perf_counter()
     del events
-    fit_seconds, auc = fit_on_seed_split(training, seed_estimator())
+    fit_seconds, auc = fit_on_baseline_split(training, baseline_estimator())
     finished = time.perf_counter()
     training[["as_of_date", "user_id", *FEATURE_COLUMNS, LABEL_COLUMN]].to_parquet(training_set_path)
     return {

@@ -1,10 +1,11 @@
-"""Questions asked of the warehouse before a weekly model is built: have its inputs landed?"""
+"""Questions asked of the warehouse before a weekly model is built: have its inputs landed?
+
+Each returns a list of human-readable problems, empty when the inputs are complete.
+"""
 
 import datetime as dt
 
-
-def _days(first: dt.date, last: dt.date) -> list[dt.date]:
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+from churn_platform.windows import days
 
 
 def days_not_ingested(con, first: dt.date, last: dt.date) -> list[str]:
@@ -17,7 +18,7 @@ def days_not_ingested(con, first: dt.date, last: dt.date) -> list[str]:
                 "SELECT event_date FROM ingested_days WHERE event_date BETWEEN ? AND ?", [first, last]
             ).fetchall()
         }
-    missing = [d for d in _days(first, last) if d not in loaded]
+    missing = [d for d in days(first, last) if d not in loaded]
     return [f"raw_events not ingested for {len(missing)} day(s): {_span(missing)}"] if missing else []
 
 
@@ -34,13 +35,13 @@ def days_missing_activity(con, first: dt.date, last: dt.date) -> list[str]:
             """,
             [first, last],
         ).fetchall()
-    ] if _has_table(con, "user_daily_activity") else _days(first, last)
+    ] if _has_table(con, "user_daily_activity") else days(first, last)
     return [f"user_daily_activity not built for {len(missing)} day(s): {_span(missing)}"] if missing else []
 
 
 def feature_dates_missing(con, first: dt.date, last: dt.date) -> list[str]:
     """Weekly as-of dates in [first, last] without user_features rows."""
-    wanted = _days(first, last)[::7]
+    wanted = days(first, last)[::7]
     present = set()
     if _has_table(con, "user_features"):
         present = {

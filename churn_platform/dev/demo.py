@@ -28,24 +28,26 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from churn_platform.cli import configure_pools, install_instance_config, seed
+from churn_platform.dev.instance import configure_pools, install_instance_config
+from churn_platform.dev.landing import land_demo_events
+from churn_platform.dev.local_s3 import S3Mirror, local_s3_server
+from churn_platform.dev.s3 import bucket_is_empty, ensure_bucket, s3_client
 from churn_platform.constants import (
     CHURN_LABELS,
     CHURN_MODEL,
     CHURN_SCORES,
-    LANDING_PREFIX,
     PROMOTION_DECISION,
     RAW_EVENTS,
     USER_FEATURES,
 )
 from churn_platform.definitions import build_definitions
-from churn_platform.ingest.validation import parse_landing_key
+from churn_platform.events import LANDING_PREFIX, parse_landing_key
 from churn_platform.jobs import INGEST_JOB
-from churn_platform.local_stack import S3Mirror, bucket_is_empty, ensure_bucket, local_s3_server, s3_client
-from churn_platform.partitions import first_weekly_partition
 from churn_platform.settings import Settings, default_demo_end_date
+from churn_platform.windows import TRAINING_LAG_WEEKS, first_weekly_partition, newest_complete_monday
 
-FEATURE_WEEKS = 6  # K-5..K: features of K-5 and K-4 feed the two trainings, K-1 and K are scored
+# K-5..K: the features of K-5 and K-4 feed the trainings of K-1 and K, which are scored.
+FEATURE_WEEKS = TRAINING_LAG_WEEKS + 2
 MODEL_ASSETS = (CHURN_MODEL, PROMOTION_DECISION, CHURN_SCORES)
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -121,14 +123,13 @@ def _number(value: float) -> str:
 
 def newest_trainable_week(start_date: dt.date, end_date: dt.date) -> dt.date:
     """Monday of K, the newest week whose as-of Sunday is on or before end_date; K-5 must exist."""
-    sunday = end_date - dt.timedelta(days=(end_date.weekday() + 1) % 7)
-    week_k = sunday - dt.timedelta(days=6)
+    week_k = newest_complete_monday(end_date)
     oldest_needed = week_k - dt.timedelta(weeks=FEATURE_WEEKS - 1)
     if oldest_needed < first_weekly_partition(start_date):
         raise DemoError(
             f"data {start_date}..{end_date} is too short: the demo needs weekly partitions "
             f"{oldest_needed}..{week_k}, the first is {first_weekly_partition(start_date)} "
-            "(the first whose 90-day feature window fits in the data): seed more days"
+            "(the first whose feature window fits in the data): land more days"
         )
     return week_k
 
@@ -189,7 +190,7 @@ def run_demo(
     users: int,
     days: int,
     end_date: dt.date | None = None,
-    seed_value: int = 42,
+    random_seed: int = 42,
     env: Mapping[str, str] | None = None,
     echo: Callable[[str], None] = print,
 ) -> DemoResult:
@@ -198,7 +199,8 @@ def run_demo(
     env (default os.environ) configures Settings as everywhere else; DAGSTER_HOME is also
     set in os.environ, for `DagsterInstance.get()`.
     """
-    from churn_platform.ml.registry import connect, get_champion, version_number
+    from churn_platform.ml.mlflow_io import version_number
+    from churn_platform.resources import build_mlflow_registry
 
     started = time.monotonic()
 
@@ -214,8 +216,8 @@ def run_demo(
     with local_s3_server(port=0) as endpoint:
         local = {"s3_endpoint_url": endpoint, "local_s3_credentials": True}
         files, dates, seeded_events = _land(settings.with_overrides(**local), users, days, end_date,
-                                            seed_value, step)
-        settings = Settings.from_env(env).with_overrides(**local)  # start date from the seed
+                                            random_seed, step)
+        settings = Settings.from_env(env).with_overrides(**local)  # start date from the landed demo data
         dates = [d for d in dates if settings.start_date <= d <= default_demo_end_date()]
         if not dates:
             raise DemoError(f"s3://{settings.landing_bucket} has no landed day since {settings.start_date}")
@@ -223,7 +225,7 @@ def run_demo(
         step(f"{files} files landed for {dates[0]}..{dates[-1]}; newest trainable week K = {week_k}")
         ingest, trainings = _materialize(settings, dates[0], dates[-1], week_k, step)
 
-    champion = get_champion(connect(settings.mlflow_tracking_uri))
+    champion = build_mlflow_registry(settings).champion()
     return DemoResult(
         start_date=settings.start_date,
         end_date=dates[-1],
@@ -238,7 +240,7 @@ def run_demo(
     )
 
 
-def _land(settings: Settings, users: int, days: int, end_date: dt.date, seed_value: int,
+def _land(settings: Settings, users: int, days: int, end_date: dt.date, random_seed: int,
           step: Callable[[str], None]) -> tuple[int, list[dt.date], int | None]:
     """Restore the mirrored bucket, seed it if empty; returns (files, dates, events seeded)."""
     client = s3_client(settings.s3_endpoint_url)
@@ -250,8 +252,8 @@ def _land(settings: Settings, users: int, days: int, end_date: dt.date, seed_val
     seeded_events = None
     if bucket_is_empty(client, settings.landing_bucket):
         newest_trainable_week(end_date - dt.timedelta(days=days - 1), end_date)  # fail before seeding
-        step(f"seeding {users:,} users, {days} days ending {end_date} (seed {seed_value}) ...")
-        _, seeded_events = seed(settings, users, days, end_date, seed_value)
+        step(f"seeding {users:,} users, {days} days ending {end_date} (seed {random_seed}) ...")
+        _, seeded_events = land_demo_events(settings, users, days, end_date, random_seed)
         mirror.sync()  # so `make dev` restores the same objects
     return *landed_dates(client, settings.landing_bucket), seeded_events
 

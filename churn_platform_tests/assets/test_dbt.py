@@ -1,5 +1,6 @@
 """Weekly features and labels end to end: landed S3 data -> Dagster -> dbt -> published tables."""
 
+import dataclasses
 import datetime as dt
 
 import dagster as dg
@@ -7,34 +8,8 @@ import duckdb
 import pytest
 
 from churn_platform.checks.feature_gates import null_rate_gate
-from churn_platform.definitions import build_definitions
-from churn_platform.settings import Settings
-from churn_platform_tests.conftest import DEMO_END
-
-K = "2024-05-20"  # as-of 2024-05-26; labels of as-of 2024-04-28
-K_MINUS_4 = "2024-04-22"
-
-
-def materialize(settings: Settings, assets: list[str], partition: str, instance=None, checks=True):
-    defs = build_definitions(settings)
-    job = defs.resolve_implicit_global_asset_job_def()
-    keys = {dg.AssetKey(a) for a in assets}
-    if checks:
-        job = job.get_subset(asset_selection=keys)
-    else:
-        job = job.get_subset(asset_selection=keys, asset_check_selection=set())
-    return job.execute_in_process(
-        partition_key=partition, instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False
-    )
-
-
-def query(settings: Settings, sql: str, params=None):
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
-
-
-def failure_message(result, step: str) -> str:
-    return result.failure_data_for_node(step).error.message
+from churn_platform.quality import feature_metrics
+from churn_platform_tests.helpers import DEMO_END, K, K_MINUS_4, failure_message, materialize, query
 
 
 def test_features_and_labels_publish_the_contract_tables(demo_settings):
@@ -99,7 +74,7 @@ def test_labels_need_the_features_of_their_as_of_date(demo_settings):
 
 def test_population_gate_blocks_downstream(demo_settings):
     strict = demo_settings.with_overrides(
-        gate_thresholds={**demo_settings.gate_thresholds, "min_training_rows": 1_000_000}
+        gate_thresholds=dataclasses.replace(demo_settings.gate_thresholds, min_training_rows=1_000_000)
     )
     instance = dg.DagsterInstance.ephemeral()
     assert materialize(demo_settings, ["user_features"], K_MINUS_4, instance).success
@@ -118,10 +93,10 @@ def test_population_gate_blocks_downstream(demo_settings):
 def test_null_rate_gate_reports_the_column(demo_settings):
     assert materialize(demo_settings, ["user_features"], K).success
     with duckdb.connect(str(demo_settings.warehouse_path)) as con:
-        assert null_rate_gate(con, [DEMO_END], max_null=0.05).passed
+        assert null_rate_gate(feature_metrics(con, [DEMO_END]), max_null=0.05).passed
         con.execute("ALTER TABLE user_features ALTER avg_session_length_7d DROP NOT NULL")
         con.execute("UPDATE user_features SET avg_session_length_7d = NULL WHERE user_id % 10 = 0")
-        evaluation = null_rate_gate(con, [DEMO_END], max_null=0.05)
+        evaluation = null_rate_gate(feature_metrics(con, [DEMO_END]), max_null=0.05)
     assert not evaluation.passed
     assert evaluation.metadata["null_rate_avg_session_length_7d (2024-05-26)"].value == pytest.approx(0.1, abs=0.02)
 

@@ -1,10 +1,11 @@
-"""Synthetic training frames shaped like the user_features + churn_labels join."""
+"""Synthetic training frames shaped like the user_features + churn_labels join (tests, bench)."""
 
 import numpy as np
 import pandas as pd
 from sklearn.datasets import make_classification
 
-from churn_platform.constants import LABEL_COLUMN, PLAN_TIERS
+from churn_platform.constants import LABEL_COLUMN
+from churn_platform.events import PLAN_TIERS
 
 
 def synthetic_training_frame(n_rows: int = 12_000, seed: int = 0) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Synthetic product events in the landing-zone contract (DESIGN.md §2).
+"""Synthetic product events in the landing-zone contract (docs/contract.md §2).
 
 Users sign up over time, log in and hold sessions most days, pay once per
 billing cycle (with retries after a failure) and now and then open a support
@@ -23,19 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from churn_platform.constants import EVENT_TYPES, LANDING_PREFIX, PAYMENT_STATUSES, PLAN_TIERS
-
-EVENT_SCHEMA = pa.schema(
-    [
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("event_type", pa.string()),
-        pa.field("event_ts", pa.timestamp("us", tz="UTC")),
-        pa.field("plan_tier", pa.string()),
-        pa.field("session_seconds", pa.float64()),
-        pa.field("payment_status", pa.string()),
-    ]
-)
+from churn_platform.events import EVENT_TYPES, LANDED_SCHEMA, PAYMENT_STATUSES, PLAN_TIERS, landing_key
 
 LOGIN, SESSION, PAYMENT, SUPPORT_TICKET, CANCEL = range(len(EVENT_TYPES))
 SUCCEEDED, FAILED = range(len(PAYMENT_STATUSES))
@@ -276,7 +264,7 @@ def _to_table(
         pa.array(seconds, mask=np.isnan(seconds)),
         _take_names(PAYMENT_STATUSES, events["payment_status"][order]),
     ]
-    return pa.Table.from_arrays(columns, schema=EVENT_SCHEMA)
+    return pa.Table.from_arrays(columns, schema=LANDED_SCHEMA)
 
 
 def iter_daily_events(config: GeneratorConfig) -> Iterator[tuple[datetime.date, pa.Table]]:
@@ -289,9 +277,9 @@ def iter_daily_events(config: GeneratorConfig) -> Iterator[tuple[datetime.date, 
         yield date, _to_table(events, users, date, config.seed, rng)
 
 
-def landing_key(date: datetime.date, part: int = 0) -> str:
-    """The landing-zone key of one file for `date` (DESIGN.md §2), e.g. events/raw/date=2025-01-31/part-000.parquet."""
-    return f"{LANDING_PREFIX}date={date:%Y-%m-%d}/{PART_NAME.format(part)}"
+def part_key(date: datetime.date, part: int = 0) -> str:
+    """The landing key of the generator's `part`-th file for `date`."""
+    return landing_key(date, PART_NAME.format(part))
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -314,7 +302,7 @@ def write_local(config: GeneratorConfig, out_dir: Path, files_per_day: int = 1) 
     paths = []
     for date, table in iter_daily_events(config):
         for part, piece in enumerate(_split(table, files_per_day)):
-            path = Path(out_dir) / landing_key(date, part)
+            path = Path(out_dir) / part_key(date, part)
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(piece, path, compression="zstd")
             paths.append(path)

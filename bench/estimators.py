@@ -1,19 +1,19 @@
-"""Default HistGradientBoosting vs the seed's GradientBoostingClassifier on the same splits.
+"""Default HistGradientBoosting vs the baseline GradientBoostingClassifier on the same splits.
 
-Run: python -m churn_platform_tests.ml.bench_estimators
+Run: python -m bench.estimators
 """
 
 import statistics
 
-from churn_platform.ml.training import TrainingParams, seed_estimator, train
-from churn_platform_tests.ml.synthetic import synthetic_training_frame
+from churn_platform.ml.training import TrainingParams, baseline_estimator, train
+from churn_platform.dev.synthetic_training import synthetic_training_frame
 
 
 def main(n_rows: int = 15_000, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
     frames = [synthetic_training_frame(n_rows=n_rows, seed=seed) for seed in seeds]
     candidates = {
         "hist_gradient_boosting (default)": lambda: None,
-        "seed GradientBoostingClassifier(300, 0.05)": seed_estimator,
+        "baseline GradientBoostingClassifier(300, 0.05)": baseline_estimator,
     }
     for name, make in candidates.items():
         runs = [train(frame, TrainingParams(), estimator=make()) for frame in frames]

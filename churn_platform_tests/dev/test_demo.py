@@ -12,9 +12,10 @@ import dagster as dg
 import duckdb
 import pytest
 
-from churn_platform.demo import DemoError, newest_trainable_week, run_demo
+from churn_platform.dev.demo import DemoError, newest_trainable_week, run_demo
 from churn_platform.jobs import INGEST_JOB
-from churn_platform.ml.registry import connect, get_champion, version_number
+from churn_platform.ml.mlflow_io import connect, version_number
+from churn_platform.ml.promotion import get_champion
 from churn_platform.settings import Settings
 
 END = dt.date(2024, 5, 26)

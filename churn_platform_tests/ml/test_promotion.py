@@ -1,0 +1,169 @@
+import os
+
+import pytest
+
+from churn_platform.constants import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from churn_platform.ml.mlflow_io import version_number
+from churn_platform.ml.promotion import (
+    NoPreviousChampionError,
+    compare_on_holdout,
+    decide_promotion,
+    get_champion,
+    get_model_version,
+    load_holdout,
+    promote,
+    rollback,
+)
+from churn_platform_tests.helpers import register_training
+
+
+def test_no_champion_promotes():
+    decision = decide_promotion(0.61, None)
+    assert decision.promote and decision.delta is None
+    assert "no champion" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promote"),
+    [
+        (0.820, 0.800, True),
+        (0.804, 0.800, False),
+        (0.700, 0.800, False),
+        (0.705, 0.700, True),  # exactly the threshold, though 0.705 - 0.700 < 0.005 in floats
+        (0.805, 0.800, True),
+        (0.7049, 0.700, False),
+    ],
+)
+def test_threshold(challenger, champion, promote):
+    decision = decide_promotion(challenger, champion)
+    assert decision.promote is promote
+    assert decision.delta == pytest.approx(challenger - champion)
+    assert ("promoted" if promote else "champion kept") in decision.reason
+
+
+def test_min_delta_is_configurable():
+    assert not decide_promotion(0.81, 0.80, min_delta=0.02).promote
+    assert decide_promotion(0.81, 0.80, min_delta=0.0).promote
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 1.5, -0.1])
+def test_invalid_auc_is_an_error(bad):
+    with pytest.raises(ValueError):
+        decide_promotion(bad, 0.8)
+    with pytest.raises(ValueError):
+        decide_promotion(0.8, bad)
+
+
+def run_promotion(client, logged):
+    """The promotion step as the Dagster asset runs it."""
+    challenger = get_model_version(client, logged.model_version)
+    champion = get_champion(client)
+    holdout = load_holdout(client, logged.run_id)
+    challenger_auc, champion_auc = compare_on_holdout(client, challenger, champion, holdout)
+    decision = decide_promotion(challenger_auc, champion_auc)
+    report = promote(client, decision, challenger, champion)
+    return decision, report
+
+
+def version_tags(client, version):
+    return client.get_model_version(REGISTERED_MODEL_NAME, version).tags
+
+
+def test_promotion_flow(mlflow_store, trained, weak_trained, inverted_trained):
+    client, artifact_root = mlflow_store
+    assert get_champion(client) is None  # no registered model yet
+
+    first = register_training(client, artifact_root, weak_trained, "2024-02-05")
+    decision, report = run_promotion(client, first)
+    assert decision.promote and decision.champion_auc is None
+    assert version_number(get_champion(client)) == first.model_version
+    assert "**PROMOTED**" in report and "| Champion before | `none` |" in report
+    assert version_tags(client, first.model_version)["previous_champion_version"] == "none"
+
+    worse = register_training(client, artifact_root, inverted_trained, "2024-02-12")
+    decision, report = run_promotion(client, worse)
+    assert not decision.promote
+    assert version_number(get_champion(client)) == first.model_version
+    assert "**KEPT CHAMPION**" in report
+    assert version_tags(client, worse.model_version)["decision"] == "rejected"
+
+    better = register_training(client, artifact_root, trained, "2024-02-19")
+    decision, report = run_promotion(client, better)
+    assert decision.promote and decision.delta >= 0.005
+    assert version_number(get_champion(client)) == better.model_version
+    tags = version_tags(client, better.model_version)
+    assert tags["decision"] == "promoted"
+    assert tags["previous_champion_version"] == first.model_version
+    assert float(tags["challenger_auc"]) == pytest.approx(decision.challenger_auc, abs=1e-6)
+    assert float(tags["champion_auc"]) == pytest.approx(decision.champion_auc, abs=1e-6)
+    assert version_tags(client, first.model_version)["replaced_by_version"] == better.model_version
+    assert "report.md" in {
+        os.path.basename(a.path) for a in client.list_artifacts(better.run_id, "promotion")
+    }
+    assert client.get_model_version(REGISTERED_MODEL_NAME, better.model_version).aliases == [
+        CHAMPION_ALIAS
+    ]
+
+
+def test_promote_refuses_when_the_champion_moved_since_the_comparison(mlflow_store, weak_trained):
+    client, artifact_root = mlflow_store
+    first = register_training(client, artifact_root, weak_trained, "2024-02-05")
+    second = register_training(client, artifact_root, weak_trained, "2024-02-12")
+    challenger = client.get_model_version(REGISTERED_MODEL_NAME, second.model_version)
+    # Compared while there was no champion; then someone else promoted the first version.
+    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, first.model_version)
+    with pytest.raises(RuntimeError, match="rerun the comparison"):
+        promote(client, decide_promotion(0.9, None), challenger, previous_champion=None)
+    assert version_number(get_champion(client)) == first.model_version
+
+
+def test_retried_promotion_of_the_champion_changes_nothing(mlflow_store, weak_trained):
+    client, artifact_root = mlflow_store
+    logged = register_training(client, artifact_root, weak_trained)
+    run_promotion(client, logged)
+    tags_before = version_tags(client, logged.model_version)
+
+    decision, report = run_promotion(client, logged)  # compared with itself: delta 0
+
+    assert "already is the champion" in report
+    assert version_tags(client, logged.model_version) == tags_before
+    assert version_number(get_champion(client)) == logged.model_version
+
+
+def test_rollback_walks_back_the_promotion_chain(
+    mlflow_store, trained, weak_trained, inverted_trained
+):
+    client, artifact_root = mlflow_store
+    v1, v2, v3 = (
+        register_training(client, artifact_root, model, key).model_version
+        for model, key in [
+            (weak_trained, "2024-02-05"),
+            (trained, "2024-02-12"),
+            (inverted_trained, "2024-02-19"),
+        ]
+    )
+    versions = {v: client.get_model_version(REGISTERED_MODEL_NAME, v) for v in (v1, v2, v3)}
+    forced = decide_promotion(0.9, None)  # promotion regardless of AUC: only the chain matters here
+    promote(client, forced, versions[v1], None)
+    promote(client, forced, versions[v2], versions[v1])
+    promote(client, forced, versions[v3], versions[v2])
+    assert version_number(get_champion(client)) == v3
+
+    first = rollback(client)
+    assert (first.rolled_back_version, first.restored_version) == (v3, v2)
+    assert version_number(get_champion(client)) == v2
+    assert version_tags(client, v3)["rolled_back_to_version"] == v2
+    assert version_tags(client, v2)["restored_from_version"] == v3
+    assert f"| Champion now | `v{v2}` |" in first.report
+
+    assert rollback(client).restored_version == v1
+    assert version_number(get_champion(client)) == v1
+    with pytest.raises(NoPreviousChampionError, match="no recorded previous champion"):
+        rollback(client)
+    assert version_number(get_champion(client)) == v1
+
+
+def test_rollback_without_champion_is_a_clear_error(mlflow_store):
+    client, _ = mlflow_store
+    with pytest.raises(NoPreviousChampionError, match="no champion"):
+        rollback(client)
