@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from churn_platform.constants import DEFAULT_LANDING_BUCKET
@@ -34,8 +34,8 @@ class Settings:
     data_dir: Path
     dagster_home: Path
     landing_bucket: str
-    s3_endpoint_url: str | None
-    mlflow_tracking_uri: str
+    s3_endpoint_url: str | None = field(repr=False)  # may carry credentials
+    mlflow_tracking_uri: str = field(repr=False)
     start_date: dt.date
     dbt_target: str
     slack_channel: str | None

@@ -17,7 +17,7 @@ def rollback(settings: Settings):
     """Point `champion` back at the previous champion and record it (docs/contract.md §4)."""
     from churn_platform.resources import build_mlflow_registry
 
-    return build_mlflow_registry(settings).rollback()
+    return build_mlflow_registry(settings).process_config_and_initialize().rollback()
 
 
 # Commands that create buckets, land synthetic data or install an instance config: never in prod.

@@ -225,7 +225,7 @@ def run_demo(
         step(f"{files} files landed for {dates[0]}..{dates[-1]}; newest trainable week K = {week_k}")
         ingest, trainings = _materialize(settings, dates[0], dates[-1], week_k, step)
 
-    champion = build_mlflow_registry(settings).champion()
+    champion = build_mlflow_registry(settings).process_config_and_initialize().champion()
     return DemoResult(
         start_date=settings.start_date,
         end_date=dates[-1],

@@ -25,6 +25,8 @@ from mlflow.tracking._tracking_service import utils as tracking_globals
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import Timeout as RequestsTimeout
 
+from churn_platform.redaction import redact_text, redact_url
+
 T = TypeVar("T")
 
 # Errors worth another attempt: connection failures surface as INTERNAL_ERROR
@@ -101,10 +103,13 @@ def call_with_retry(
             last_error: Exception = err
         if attempt < retry.attempts:
             time.sleep(retry.delay(attempt))
-    raise MlflowUnavailableError(
-        f"MLflow at {client.tracking_uri} failed to {what} after {retry.attempts} attempts: "
-        f"{last_error}"
-    ) from last_error
+    cause = f"{type(last_error).__name__}: {last_error}"
+    error = MlflowUnavailableError(
+        f"MLflow at {redact_url(client.tracking_uri)} failed to {what} after {retry.attempts} attempts: "
+        f"{redact_text(cause)}"
+    )
+    # The client's own error repeats the URL: chain it only when it carries no credentials.
+    raise error from (last_error if redact_text(cause) == cause else None)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from churn_platform.constants import FEATURE_COLUMNS, MLFLOW_EXPERIMENT, REGISTERED_MODEL_NAME
+from churn_platform.redaction import redact_url
 from churn_platform.ml.mlflow_io import (
     DEFAULT_RETRY,
     MlflowRetry,
@@ -291,7 +292,7 @@ def log_and_register(
         except Exception as cleanup_error:
             err.add_note(f"cleanup of MLflow run {run_id} also failed: {cleanup_error}")
         raise
-    base_url = ui_url or (client.tracking_uri if client.tracking_uri.startswith("http") else None)
+    base_url = ui_url or (redact_url(client.tracking_uri) if client.tracking_uri.startswith("http") else None)
     ui_path = f"#/experiments/{experiment_id}/runs/{run_id}"
     return LoggedVersion(
         run_id=run_id,

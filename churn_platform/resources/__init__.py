@@ -10,20 +10,27 @@ from churn_platform.resources.dbt import DBT_EXECUTABLE, DBT_PROJECT, OfflineDbt
 from churn_platform.resources.landing import LandingZone
 from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform.resources.notify import Notifier
+from churn_platform.redaction import has_credentials
 from churn_platform.resources.warehouse import DuckDBWarehouse
 from churn_platform.settings import LOCAL_S3_CREDENTIAL, Settings
+
+
+def _secret_safe(value: str | None, env_var: str):
+    """A URL with credentials reaches the resource as an EnvVar: the UI then shows the
+    variable's name, never its value. (Such a URL can only have come from that variable.)"""
+    return dg.EnvVar(env_var) if has_credentials(value) else value
 
 
 def build_s3(settings: Settings) -> S3Resource:
     """Real S3 in production (credentials from the environment); the loopback server locally."""
     if settings.local_s3_credentials:
         return S3Resource(
-            endpoint_url=settings.s3_endpoint_url,
+            endpoint_url=_secret_safe(settings.s3_endpoint_url, "AWS_ENDPOINT_URL_S3"),
             region_name="us-east-1",
             aws_access_key_id=LOCAL_S3_CREDENTIAL,
             aws_secret_access_key=LOCAL_S3_CREDENTIAL,
         )
-    return S3Resource(endpoint_url=settings.s3_endpoint_url)
+    return S3Resource(endpoint_url=_secret_safe(settings.s3_endpoint_url, "AWS_ENDPOINT_URL_S3"))
 
 
 def build_notifier(settings: Settings) -> Notifier:
@@ -36,7 +43,7 @@ def build_notifier(settings: Settings) -> Notifier:
 def build_mlflow_registry(settings: Settings) -> MlflowRegistry:
     """The tracking store and registry of this environment; also what the CLI and demo use."""
     return MlflowRegistry(
-        tracking_uri=settings.mlflow_tracking_uri,
+        tracking_uri=_secret_safe(settings.mlflow_tracking_uri, "MLFLOW_TRACKING_URI"),
         artifact_root=str(settings.mlflow_artifact_root),
         ui_url=settings.mlflow_ui_url,
     )
