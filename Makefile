@@ -9,6 +9,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DAGSTER_DISABLE_TELEMETRY := true
 export PATH := $(BIN):$(PATH)
 
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v -e /target/ -e /logs/)
