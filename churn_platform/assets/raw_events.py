@@ -22,7 +22,16 @@ from churn_platform.retries import EXTERNAL_SERVICE_RETRY
 
 
 class DayFailure(Exception):
-    """One day of a run could not be loaded; other days still are."""
+    """One day of a run could not be loaded (the others still are); the message names the key.
+
+    `bad_input` days wait for new or changed files; the others (S3, DuckDB, memory) may pass
+    on a retry.
+    """
+
+    def __init__(self, day: dt.date, problem: str, bad_input: bool):
+        super().__init__(f"{day}: {problem}")
+        self.day = day
+        self.bad_input = bad_input
 
 
 def _ingest_day(landing: LandingZone, warehouse_con, day: dt.date, log) -> DayIngest:
@@ -32,18 +41,65 @@ def _ingest_day(landing: LandingZone, warehouse_con, day: dt.date, log) -> DayIn
     if ignored:
         log.warning(f"{day}: ignoring keys outside the layout: {ignored}")
     if not parquet_keys:
-        raise DayFailure(f"{day}: no parquet files under {landing.uri(day_prefix(day))}")
+        raise DayFailure(day, f"no parquet files under {landing.uri(day_prefix(day))}", bad_input=True)
     files = []
     for key in parquet_keys:  # one day in memory at a time, never the whole range
         try:
-            files.append(read_landed_file(key, landing.read(key)))
+            payload = landing.read(key)
+        except Exception as err:  # S3 or memory trouble, not the file's fault: worth a retry
+            raise DayFailure(day, f"{landing.uri(key)}: cannot be read ({type(err).__name__}: {err})",
+                             bad_input=False) from err
+        try:
+            files.append(read_landed_file(key, payload))
         except BadFileError as err:
-            raise DayFailure(f"{day}: {landing.uri(err.key)}: {err.problem}") from err
+            raise DayFailure(day, f"{landing.uri(err.key)}: {err.problem}", bad_input=True) from err
     if sum(f.table.num_rows for f in files) == 0:
         # A day's events never amount to nothing: an empty export must not erase the day.
-        raise DayFailure(f"{day}: every file under {landing.uri(day_prefix(day))} holds 0 rows "
-                         f"({', '.join(f.key for f in files)}); the day's previous rows are kept")
-    return load_day(warehouse_con, day, files)
+        raise DayFailure(day, f"every file under {landing.uri(day_prefix(day))} holds 0 rows "
+                              f"({', '.join(f.key for f in files)}); the day's previous rows are kept",
+                         bad_input=True)
+    try:
+        return load_day(warehouse_con, day, files)
+    except Exception as err:  # the day's transaction rolled back; its previous rows stand
+        raise DayFailure(day, f"loading {', '.join(landing.uri(f.key) for f in files)} failed "
+                              f"({type(err).__name__}: {err}); the day's previous rows are kept",
+                         bad_input=False) from err
+
+
+def _day_metadata(day: DayIngest) -> dict:
+    return {
+        "rows": day.rows_loaded,
+        "files": day.files,
+        "days": 1,
+        "duplicates_removed": day.duplicates_removed,
+        "rejected_rows": day.rejected,
+        **{f"rejected_{reason}": n for reason, n in sorted(day.rejected_by_reason.items())},
+        "extra_columns": day.extra_columns,
+    }
+
+
+def _partial_failure(loaded: list[DayIngest], failures: list[DayFailure], days: int):
+    """Record every day that committed as its own materialization, then fail the bad days.
+
+    Dagster cannot mark part of a range run's output as failed, but materializations of
+    single partitions yielded before the failure count: the UI shows the loaded days as
+    materialized and only the failed ones as failed.
+    """
+    for day in loaded:
+        yield dg.AssetMaterialization(asset_key=RAW_EVENTS, partition=day.day.isoformat(),
+                                      metadata=_day_metadata(day))
+    bad_input = [f for f in failures if f.bad_input]
+    retryable = [f for f in failures if not f.bad_input]
+    raise dg.Failure(
+        description=f"{len(failures)} of {days} day(s) not loaded:\n" + "\n".join(map(str, failures)),
+        metadata={
+            "loaded_days": dg.MetadataValue.json([d.day.isoformat() for d in loaded]),
+            "bad_input_days": dg.MetadataValue.json({f.day.isoformat(): str(f) for f in bad_input}),
+            "retryable_days": dg.MetadataValue.json({f.day.isoformat(): str(f) for f in retryable}),
+        },
+        # Bad input fails the same way every time; S3, DuckDB or memory trouble may not.
+        allow_retries=bool(retryable),
+    )
 
 
 def _warehouse_schema(con) -> dict[str, str]:
@@ -71,11 +127,12 @@ def build_raw_events(daily, thresholds: GateThresholds) -> dg.AssetsDefinition:
         """Product events of each UTC day from the S3 landing zone, validated and deduplicated.
 
         Bad rows are quarantined in `raw_events_rejected` with their reason; a bad file fails
-        its day with the key named, and other days of the run still load.
+        its day with the key named, and the other days of the run still load and show as
+        materialized.
         """
         days = day_range(context.partition_time_window)
         loaded: list[DayIngest] = []
-        failures: list[str] = []
+        failures: list[DayFailure] = []
         with warehouse.connect() as con:
             warehouse.ensure_raw_tables(con)
             for day in days:
@@ -83,7 +140,7 @@ def build_raw_events(daily, thresholds: GateThresholds) -> dg.AssetsDefinition:
                     result = _ingest_day(landing, con, day, context.log)
                 except DayFailure as err:
                     context.log.error(str(err))
-                    failures.append(str(err))
+                    failures.append(err)
                     continue
                 loaded.append(result)
                 context.log.info(
@@ -92,11 +149,7 @@ def build_raw_events(daily, thresholds: GateThresholds) -> dg.AssetsDefinition:
                 )
             schema = _warehouse_schema(con)
         if failures:
-            raise dg.Failure(
-                description=f"{len(failures)} of {len(days)} day(s) not loaded:\n" + "\n".join(failures),
-                metadata={"failed_days": len(failures), "loaded_days": len(loaded)},
-                allow_retries=False,
-            )
+            yield from _partial_failure(loaded, failures, len(days))
         by_reason = rejected_by_reason(loaded)
         yield dg.MaterializeResult(
             metadata={

@@ -70,4 +70,10 @@ def read_landed_file(key: str, payload: bytes) -> LandedFile:
         table = pq.read_table(io.BytesIO(payload))
     except (pa.ArrowException, OSError, ValueError) as err:
         raise BadFileError(key, f"unreadable parquet ({err})") from err
-    return conform(key, table)
+    try:
+        return conform(key, table)
+    except BadFileError:
+        raise
+    except (pa.ArrowException, KeyError, ValueError, TypeError, IndexError) as err:
+        # A shape conform did not foresee (e.g. a duplicated column name) is still this file's fault.
+        raise BadFileError(key, f"does not fit the event contract ({type(err).__name__}: {err})") from err

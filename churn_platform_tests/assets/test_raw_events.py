@@ -35,6 +35,16 @@ def run_ingest(settings, first: dt.date, last: dt.date | None = None, instance=N
     )
 
 
+def partition_status(instance) -> tuple[set[str], set[str]]:
+    """(materialized, failed) partitions of raw_events, as the UI's partition bar shows them."""
+    from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+    daily = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+    status = get_and_update_asset_status_cache_value(instance, dg.AssetKey("raw_events"), daily)
+    return (set(status.deserialize_materialized_partition_subsets(daily).get_partition_keys()),
+            set(status.deserialize_failed_partition_subsets(daily).get_partition_keys()))
+
+
 def warehouse_counts(settings) -> dict:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         return dict(con.execute("SELECT event_date, count(*) FROM raw_events GROUP BY 1").fetchall())
@@ -102,11 +112,51 @@ def test_corrupt_file_fails_its_day_and_keeps_the_others(settings, s3):
     assert run_ingest(settings, D2).success
     s3.put_object(Bucket=settings.landing_bucket, Key=_key(D2, "broken.parquet"), Body=b"garbage")
 
-    result = run_ingest(settings, D1, D3)
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_ingest(settings, D1, D3, instance=instance)
     assert not result.success
     failure = result.failure_data_for_node("raw_events")
     assert "events/raw/date=2024-01-02/broken.parquet: unreadable parquet" in failure.error.message
     assert warehouse_counts(settings) == {D1: 10, D2: 10, D3: 10}
+    # What the UI shows: the loaded days materialized with their own numbers, only D2 failed.
+    assert partition_status(instance) == ({"2024-01-01", "2024-01-03"}, {"2024-01-02"})
+    rows = {r.partition_key: r.asset_materialization.metadata["rows"].value
+            for r in instance.fetch_materializations(dg.AssetKey("raw_events"), limit=10).records}
+    assert rows == {"2024-01-01": 10, "2024-01-03": 10}
+    outcome = {k: v.value for k, v in failure.user_failure_data.metadata.items()}
+    assert outcome["loaded_days"] == ["2024-01-01", "2024-01-03"]
+    assert list(outcome["bad_input_days"]) == ["2024-01-02"] and outcome["retryable_days"] == {}
+    attempts = [e for e in result.all_events if e.step_key == "raw_events" and e.is_step_start]
+    assert len(attempts) == 1  # bad input is never retried
+
+
+def test_a_load_error_fails_only_its_day_and_the_step_retry_loads_it(settings, s3, monkeypatch):
+    """An error after the read (here DuckDB failing one day's insert once) names the day's keys,
+    keeps the other days, and is worth a retry, unlike bad input."""
+    import duckdb as duckdb_module
+
+    from churn_platform.assets import raw_events as raw_events_module
+
+    for i, day in enumerate((D1, D2, D3)):
+        put_table(s3, settings.landing_bucket, _key(day), event_table(day, 10 + i, start_id=100 * i))
+    real_load_day, failed = raw_events_module.load_day, []
+
+    def load_day_failing_d2_once(con, day, files):
+        if day == D2 and not failed:
+            failed.append(day)
+            raise duckdb_module.IOException("simulated disk error")
+        return real_load_day(con, day, files)
+
+    monkeypatch.setattr(raw_events_module, "load_day", load_day_failing_d2_once)
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_ingest(settings, D1, D3, instance=instance)
+    assert result.success  # the step's retry policy loaded D2 on the second attempt
+    assert sum(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events) == 1
+    errors = [e.user_message for e in instance.all_logs(result.run_id) if e.level >= 40]
+    assert any(m.startswith("2024-01-02: loading s3://") and "date=2024-01-02/part-000.parquet" in m
+               and "IOException: simulated disk error" in m for m in errors), errors
+    assert warehouse_counts(settings) == {D1: 10, D2: 11, D3: 12}
+    assert partition_status(instance) == ({"2024-01-01", "2024-01-02", "2024-01-03"}, set())
 
 
 def test_missing_column_names_key_and_writes_nothing(settings, s3):

@@ -37,3 +37,21 @@ def test_compatible_types_are_cast_and_extra_columns_reported():
     assert landed.table.schema.field("user_id").type == pa.int64()
     assert landed.table.schema.field("event_ts").type == pa.timestamp("us")
     assert landed.extra_columns == ("browser",)
+
+
+def test_an_unforeseen_shape_is_still_a_bad_file_naming_the_key(monkeypatch):
+    """Whatever conform trips over after the read, the error names the file and is bad input."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from churn_platform.ingest import validation
+
+    def tripping_conform(key, table):
+        raise KeyError("ambiguous field")
+
+    monkeypatch.setattr(validation, "conform", tripping_conform)
+    sink = io.BytesIO()
+    pq.write_table(event_table(DAY, 3), sink)
+    with pytest.raises(BadFileError, match=r"x\.parquet: does not fit the event contract \(KeyError"):
+        validation.read_landed_file("events/raw/date=2024-01-10/x.parquet", sink.getvalue())
