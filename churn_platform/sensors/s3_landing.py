@@ -29,19 +29,24 @@ the hot scan requests them once they become yesterday.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 
 import dagster as dg
 
+from churn_platform.constants import USER_DAILY_ACTIVITY
 from churn_platform.events import LANDING_PREFIX, day_prefix, parse_landing_key
 from churn_platform.jobs import INGEST_JOB
 from churn_platform.resources.landing import LandingZone
+from churn_platform.sensors.ingest_outcomes import Pending, RetryLimits, plan_followups
+from churn_platform.sensors.ingest_runs import RunReview, review_finished_runs
 
 LANDING_SENSOR = "s3_landing_sensor"
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2  # 2 added what is pending after failed runs; a version 1 cursor still reads
 _DIGEST_MODULUS = 2**64
 _REPORTED_KEYS = 10  # skipped keys named in a tick's report; the rest are counted
 
@@ -101,6 +106,8 @@ class LandingCursor:
     requested: dict[str, str] = field(default_factory=dict)
     hot: ScanState = ScanState()
     rolling: ScanState = ScanState()
+    pending: Pending = Pending()
+    reviewed: RunReview = RunReview()
 
     def to_json(self) -> str:
         return json.dumps(
@@ -109,6 +116,8 @@ class LandingCursor:
                 "requested": dict(sorted(self.requested.items())),
                 "hot": self.hot.to_json(),
                 "rolling": self.rolling.to_json(),
+                "pending": self.pending.to_json(),
+                "reviewed": self.reviewed.to_json(),
             },
             separators=(",", ":"),
         )
@@ -118,7 +127,7 @@ class LandingCursor:
         if not raw:
             return cls()
         data = json.loads(raw)
-        if data.get("v") != CURSOR_VERSION:
+        if data.get("v") not in (1, CURSOR_VERSION):
             raise ValueError(
                 f"landing sensor cursor version {data.get('v')!r} is not {CURSOR_VERSION}; "
                 "reset the sensor cursor (run keys keep already-launched runs from repeating)"
@@ -127,6 +136,8 @@ class LandingCursor:
             requested=data["requested"],
             hot=ScanState.from_json(data["hot"]),
             rolling=ScanState.from_json(data["rolling"]),
+            pending=Pending.from_json(data.get("pending")),
+            reviewed=RunReview.from_json(data.get("reviewed")),
         )
 
 
@@ -295,7 +306,8 @@ def plan_tick(
     rolling = tick.scan(cursor.rolling, "", None, limits.max_list_calls - tick.list_calls)
     return TickPlan(
         run_requests=tick.run_requests,
-        new_cursor=LandingCursor(requested=tick.requested, hot=hot, rolling=rolling),
+        new_cursor=LandingCursor(requested=tick.requested, hot=hot, rolling=rolling,
+                                 pending=cursor.pending, reviewed=cursor.reviewed),
         skipped_keys=[SkippedKey(key, reason) for key, reason in sorted(tick.skipped.items())],
         deferred_dates=sorted(tick.deferred),
         list_calls=tick.list_calls,
@@ -340,6 +352,7 @@ def build_landing_sensor(
     job_name: str = INGEST_JOB,
     limits: TickLimits = TickLimits(),
     minimum_interval_seconds: int = 30,
+    retry_limits: RetryLimits = RetryLimits(),
 ) -> dg.SensorDefinition:
     """The sensor over the landing bucket; `start_date` is the first daily partition."""
 
@@ -350,23 +363,54 @@ def build_landing_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Requests an ingest run for each date whose files under events/raw/ are new, "
-            "late or rewritten; reports keys outside the layout."
+            "late or rewritten; retries dates that failed for a transient reason, aggregates "
+            "days a failed range run loaded, and names what is pending; reports keys outside the layout."
         ),
     )
     def s3_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
+        cursor = LandingCursor.from_json(context.cursor)
         plan = plan_tick(
             landing.client(),
             landing.bucket,
-            LandingCursor.from_json(context.cursor),
+            cursor,
             today=dt.datetime.now(dt.timezone.utc).date(),
             start_date=start_date,
             limits=limits,
         )
-        cursor = plan.new_cursor.to_json()
-        if not plan.run_requests:
-            return dg.SensorResult(cursor=cursor, skip_reason=plan.report())
-        log = context.log.warning if plan.skipped_keys else context.log.info
-        log(plan.report())
-        return dg.SensorResult(run_requests=coalesce_into_ranges(plan.run_requests), cursor=cursor)
+        outcomes, reviewed = review_finished_runs(context.instance, LANDING_SENSOR, cursor.reviewed)
+        requested_days = [r.partition_key for r in plan.run_requests]
+        followups = plan_followups(outcomes, cursor.pending, time.time(), retry_limits)
+        pending = followups.pending.forget(requested_days)  # new files supersede a pending retry
+        new_cursor = dataclasses.replace(plan.new_cursor, pending=pending, reviewed=reviewed)
+        retries = [
+            dg.RunRequest(run_key=f"{day}:{new_cursor.requested.get(day, '-')}:retry{attempt}", partition_key=day)
+            for day, attempt in followups.ingest_days if day not in requested_days
+        ]
+        aggregates = aggregate_requests(followups.aggregate_days, new_cursor)
+        report = "; ".join(filter(None, [plan.report(), followups.report(time.time())]))
+        requests = coalesce_into_ranges(plan.run_requests + retries) + aggregates
+        if not requests:
+            return dg.SensorResult(cursor=new_cursor.to_json(), skip_reason=report)
+        log = context.log.warning if plan.skipped_keys or pending.waiting or pending.gave_up else context.log.info
+        log(report)
+        return dg.SensorResult(run_requests=requests, cursor=new_cursor.to_json())
 
     return s3_landing_sensor
+
+
+def aggregate_requests(days: list[str], cursor: LandingCursor) -> list[dg.RunRequest]:
+    """user_daily_activity alone for days whose raw_events loaded: one run per consecutive range.
+
+    Run keys carry each day's file digest and retry attempt, so a later failure of the same
+    day (new files, or a failed aggregate) is never mistaken for a run already launched.
+    """
+    def key(day: str) -> str:
+        retry = cursor.pending.retries.get(day)
+        return f"{day}:{cursor.requested.get(day, '-')}:aggregate{retry.attempt if retry else 0}"
+
+    selection = [dg.AssetKey(USER_DAILY_ACTIVITY)]
+    return [
+        dg.RunRequest(run_key=f"aggregate:{group.run_key}", partition_key=group.partition_key,
+                      tags=group.tags, asset_selection=selection)
+        for group in coalesce_into_ranges([dg.RunRequest(run_key=key(d), partition_key=d) for d in days])
+    ]

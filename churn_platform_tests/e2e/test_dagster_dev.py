@@ -189,3 +189,83 @@ def test_landing_sensor_ingests_a_newly_landed_day(dagster_dev):
     assert len(runs) == 1, runs
     run = dagster_dev.assert_run_succeeded(runs[0]["runId"], RUN_TIMEOUT)
     assert run["jobName"] == INGEST_JOB
+
+
+SENSOR_ID_QUERY = """
+query($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) { __typename ... on Sensor { id sensorState { status } } }
+}
+"""
+STOP_SENSOR = "mutation($id: String!) { stopSensor(id: $id) { __typename } }"
+START_SENSOR = "mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) { __typename } }"
+PARTITION_STATUS_QUERY = """
+query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    __typename
+    ... on AssetNode {
+      assetPartitionStatuses { ... on TimePartitionStatuses { ranges { status startKey endKey } } }
+    }
+  }
+}
+"""
+
+
+def _partition_status(dagster_dev, asset: str, day: str) -> str | None:
+    """MATERIALIZED, FAILED or MATERIALIZING, as the asset's partition bar shows `day`."""
+    node = dagster_dev.graphql(PARTITION_STATUS_QUERY, key={"path": [asset]})["assetNodeOrError"]
+    for part in node["assetPartitionStatuses"]["ranges"]:
+        if part["startKey"] <= day <= part["endKey"]:
+            return part["status"]
+    return None
+
+
+def _wait_for(what: str, probe, timeout: float):
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(2)
+    return found
+
+
+def test_a_bad_day_never_hides_its_good_neighbour(dagster_dev):
+    """Land a corrupt file for D-1 and a good one for D in the same tick: one range run fails,
+    but D shows as materialized, its daily aggregate gets built, and D-1 waits for new files."""
+    selector = {**dagster_dev.repository_selector(), "sensorName": LANDING_SENSOR}
+    sensor_id = dagster_dev.graphql(SENSOR_ID_QUERY, selector=selector)["sensorOrError"]["id"]
+    bad, good = (day.isoformat() for day in dagster_dev.seeded_days[:2])
+    bucket = dagster_dev.settings.landing_bucket
+    # The sensor's first ingest of the seeded days must be behind us, or it would take these files.
+    _wait_for("the sensor's first runs", lambda: dagster_dev.runs(tags={"dagster/sensor_name": LANDING_SENSOR}),
+              SENSOR_RUN_TIMEOUT)
+    dagster_dev.wait_until_idle(RUN_TIMEOUT)
+    assert dagster_dev.graphql(STOP_SENSOR, id=sensor_id)["stopSensor"]["__typename"] == "StopSensorMutationResult"
+    try:  # both files in the same tick, so the sensor coalesces them into one range run
+        dagster_dev.s3.put_object(Bucket=bucket, Key=landing_key(bad, "late.parquet"), Body=b"not parquet")
+        put_table(dagster_dev.s3, bucket, landing_key(good, "late.parquet"),
+                  event_table(dt.date.fromisoformat(good), 25, start_id=10_000))
+    finally:
+        dagster_dev.graphql(START_SENSOR, selector=selector)
+
+    range_tags = {"dagster/sensor_name": LANDING_SENSOR, "dagster/asset_partition_range_start": bad,
+                  "dagster/asset_partition_range_end": good}
+    [ranged] = _wait_for("the range run", lambda: dagster_dev.runs(tags=range_tags), SENSOR_RUN_TIMEOUT)
+    assert dagster_dev.wait_for_run(ranged["runId"], RUN_TIMEOUT)["status"] == "FAILURE"
+    assert _partition_status(dagster_dev, RAW_EVENTS, good) == "MATERIALIZED"
+    assert _partition_status(dagster_dev, RAW_EVENTS, bad) == "FAILED"
+    assert f"date={bad}/late.parquet: unreadable parquet" in dagster_dev.run_logs(ranged["runId"])
+
+    followup_tags = {"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": good}
+    aggregate = _wait_for(
+        "the aggregate run of the good day",
+        lambda: [r for r in dagster_dev.runs(tags=followup_tags) if r["runId"] != ranged["runId"]],
+        SENSOR_RUN_TIMEOUT + RUN_TIMEOUT,
+    )[0]
+    dagster_dev.assert_run_succeeded(aggregate["runId"], RUN_TIMEOUT)
+    assert _partition_status(dagster_dev, "user_daily_activity", good) == "MATERIALIZED"
+
+    def ticks_naming_the_bad_day():
+        state = dagster_dev.graphql(SENSOR_QUERY, selector=selector)["sensorOrError"]["sensorState"]
+        return [t for t in state["ticks"] if f"{bad}: waiting for new or changed files" in (t["skipReason"] or "")]
+
+    _wait_for("a sensor tick naming the day that waits for new files", ticks_naming_the_bad_day, SENSOR_RUN_TIMEOUT)
