@@ -42,6 +42,8 @@ def stack_env(settings: Settings, endpoint: str, base: dict[str, str] | None = N
         CHURN_LANDING_BUCKET=settings.landing_bucket,
         AWS_ENDPOINT_URL_S3=endpoint,
         MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
+        # MLflow's own loaders unpickle what an artifact names; ours (ml/artifacts.py) never need them.
+        MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     return env

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import mlflow.sklearn
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -36,14 +34,14 @@ from churn_platform.constants import (
     LABEL_COLUMN,
     REGISTERED_MODEL_NAME,
 )
+from churn_platform.ml.artifacts import load_model_version
 from churn_platform.ml.mlflow_io import (
     DEFAULT_RETRY,
     MlflowRetry,
     call_with_retry,
-    fluent_uris,
     version_number,
 )
-from churn_platform.ml.registration import HOLDOUT_ARTIFACT, TAG_PARTITION_KEY
+from churn_platform.ml.registration import TAG_PARTITION_KEY
 from churn_platform.ml.training import evaluate
 
 REPORT_ARTIFACT = "promotion/report.md"
@@ -172,40 +170,6 @@ def decide_promotion(
             f"delta {delta:+.4f} {verdict} the required {min_delta:.4f}; {outcome}"
         ),
     )
-
-
-def load_model_version(
-    client: MlflowClient,
-    version: ModelVersion | str,
-    model_name: str = REGISTERED_MODEL_NAME,
-    *,
-    retry: MlflowRetry = DEFAULT_RETRY,
-):
-    """The sklearn pipeline of a registered version, loaded from models:/<name>/<version>."""
-    number = version_number(version)
-    with fluent_uris(client):
-        return call_with_retry(
-            client,
-            f"load model version {number}",
-            mlflow.sklearn.load_model,
-            f"models:/{model_name}/{number}",
-            retry=retry,
-        )
-
-
-def load_holdout(client: MlflowClient, run_id: str, *, retry: MlflowRetry = DEFAULT_RETRY) -> pd.DataFrame:
-    """The holdout rows a training run was measured on."""
-    with tempfile.TemporaryDirectory() as scratch:
-        local = call_with_retry(
-            client,
-            "download the holdout",
-            client.download_artifacts,
-            run_id,
-            HOLDOUT_ARTIFACT,
-            scratch,
-            retry=retry,
-        )
-        return pd.read_parquet(local)
 
 
 def compare_on_holdout(

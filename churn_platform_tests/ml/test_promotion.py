@@ -3,6 +3,7 @@ import os
 import pytest
 
 from churn_platform.constants import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from churn_platform.ml.artifacts import load_holdout
 from churn_platform.ml.mlflow_io import version_number
 from churn_platform.ml.promotion import (
     NoPreviousChampionError,
@@ -10,7 +11,6 @@ from churn_platform.ml.promotion import (
     decide_promotion,
     get_champion,
     get_model_version,
-    load_holdout,
     promote,
     rollback,
 )
