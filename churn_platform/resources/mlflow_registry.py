@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from churn_platform.ml.mlflow_io import MlflowRetry
-    from churn_platform.ml.promotion import Decision, Rollback
+    from churn_platform.ml.promotion import Decision, Promotion, Rollback
     from churn_platform.ml.registration import LoggedVersion
     from churn_platform.ml.training import TrainedModel
 
@@ -121,10 +121,11 @@ class MlflowRegistry(dg.ConfigurableResource):
 
     def promote(
         self, decision: Decision, challenger: ModelVersion, previous_champion: ModelVersion | None
-    ) -> str:
-        """Record the decision on the versions, move `champion` if it promotes; the markdown report.
+    ) -> Promotion:
+        """Record the decision on the versions, move `champion` if it promotes, one promoter at a time.
 
-        Refuses when the champion changed since the comparison.
+        A challenger decided before keeps that decision (a retried step finishes it); a new one is
+        refused with ChampionChangedError when the champion changed since the comparison.
         """
         from churn_platform.ml.promotion import promote
 
