@@ -38,3 +38,4 @@ MLFLOW_EXPERIMENT = "churn_weekly_training"
 # Dagster pools (concurrency keys).
 WAREHOUSE_POOL = "warehouse"
 TRAINING_POOL = "training"
+PROMOTION_POOL = "promotion"

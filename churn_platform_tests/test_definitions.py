@@ -7,6 +7,7 @@ import sys
 
 import dagster as dg
 
+from churn_platform.constants import PROMOTION_DECISION, PROMOTION_POOL
 from churn_platform.definitions import build_definitions
 from churn_platform.schedules import WEEKLY_TRAINING_SCHEDULE
 
@@ -58,6 +59,12 @@ def test_asset_graph_snapshot(settings):
     # dbt tests arrive as checks too, e.g. the one-row-per-key test of the published tables.
     assert "unique_combination_of_columns_user_features_as_of_date__user_id" in checks["user_features"]
     assert "unique_combination_of_columns_churn_labels_as_of_date__user_id" in checks["churn_labels"]
+
+
+def test_promotion_decisions_take_turns(settings):
+    """Each compares against the current champion, so they have their own pool (limit 1)."""
+    graph = build_definitions(settings).resolve_asset_graph()
+    assert graph.get(dg.AssetKey(PROMOTION_DECISION)).assets_def.op.pool == PROMOTION_POOL
 
 
 def test_weekly_schedule_trains_the_week_that_just_ended(settings):

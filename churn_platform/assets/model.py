@@ -17,6 +17,7 @@ from churn_platform.constants import (
     CHURN_SCORES,
     MODEL_GROUP,
     PROMOTION_DECISION,
+    PROMOTION_POOL,
     TRAINING_POOL,
     USER_FEATURES,
     WAREHOUSE_POOL,
@@ -135,6 +136,7 @@ def build_model_assets(weekly, thresholds: GateThresholds) -> list[dg.AssetsDefi
         group_name=MODEL_GROUP,
         partitions_def=weekly,
         deps=[CHURN_MODEL],
+        pool=PROMOTION_POOL,  # one decision at a time: each compares against the current champion
         retry_policy=EXTERNAL_SERVICE_RETRY,
         kinds={"mlflow"},
     )
@@ -157,14 +159,17 @@ def build_model_assets(weekly, thresholds: GateThresholds) -> list[dg.AssetsDefi
         champion = mlflow.champion()
         holdout = mlflow.holdout(model["mlflow_run_id"])
         challenger_auc, champion_auc = mlflow.compare(challenger, champion, holdout)
-        decision = decide_promotion(challenger_auc, champion_auc, min_delta=min_delta)
-        report = mlflow.promote(decision, challenger, champion)
+        # A step that ran before gets back the decision its first attempt recorded.
+        promotion = mlflow.promote(
+            decide_promotion(challenger_auc, champion_auc, min_delta=min_delta), challenger, champion
+        )
+        decision, previous = promotion.decision, promotion.previous_champion_version
         new_champion = mlflow.champion()
         notifier.send(
             f"churn_prediction [{context.partition_key}]: "
             f"{'PROMOTED' if decision.promote else 'KEPT CHAMPION'} — challenger v{model['model_version']} "
-            f"AUC {challenger_auc:.4f} vs champion "
-            f"{'none' if champion is None else f'v{version_number(champion)} AUC {champion_auc:.4f}'}; "
+            f"AUC {decision.challenger_auc:.4f} vs champion "
+            f"{'none' if previous is None else f'v{previous} AUC {decision.champion_auc:.4f}'}; "
             f"{decision.reason}",
             log=context.log,
         )
@@ -173,13 +178,14 @@ def build_model_assets(weekly, thresholds: GateThresholds) -> list[dg.AssetsDefi
                 "decision": "promote" if decision.promote else "keep",
                 "promoted": decision.promote,
                 "challenger_version": str(model["model_version"]),
-                "challenger_auc": challenger_auc,
-                "champion_auc": champion_auc if champion_auc is not None else float("nan"),
+                "challenger_auc": decision.challenger_auc,
+                "champion_auc": decision.champion_auc if decision.champion_auc is not None else float("nan"),
                 "delta": decision.delta if decision.delta is not None else float("nan"),
-                "previous_champion": version_number(champion) if champion else "none",
+                "previous_champion": previous or "none",
                 "champion_version": version_number(new_champion) if new_champion else "none",
                 "reason": decision.reason,
-                "report": dg.MetadataValue.md(report),
+                "decided_at": promotion.decided_at,
+                "report": dg.MetadataValue.md(promotion.report),
             }
         )
 

@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from churn_platform.constants import TRAINING_POOL
+from churn_platform.constants import PROMOTION_POOL, TRAINING_POOL
 from churn_platform.settings import PROJECT_ROOT, Settings
 from churn_platform.telemetry import OFFLINE_ENV
 
 INSTANCE_CONFIG = PROJECT_ROOT / "dagster.yaml"
 TRAINING_POOL_LIMIT = 4  # the origin lesson ran at most 4 trainings at once
+PROMOTION_POOL_LIMIT = 1  # decisions compare against the current champion: one at a time
 
 
 def install_instance_config(settings: Settings) -> None:
@@ -24,12 +25,16 @@ def install_instance_config(settings: Settings) -> None:
 
 
 def configure_pools(settings: Settings) -> None:
-    """Pool limits live in the instance's storage, not in dagster.yaml: set them there."""
+    """Per-pool limits live in the instance's storage (dagster.yaml sets only the default): set them there.
+
+    The promotion limit equals the default, but is set explicitly so it survives a default change.
+    """
     from dagster import DagsterInstance
 
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     with DagsterInstance.get() as instance:
         instance.event_log_storage.set_concurrency_slots(TRAINING_POOL, TRAINING_POOL_LIMIT)
+        instance.event_log_storage.set_concurrency_slots(PROMOTION_POOL, PROMOTION_POOL_LIMIT)
 
 
 def stack_env(settings: Settings, endpoint: str, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -42,6 +47,8 @@ def stack_env(settings: Settings, endpoint: str, base: dict[str, str] | None = N
         CHURN_LANDING_BUCKET=settings.landing_bucket,
         AWS_ENDPOINT_URL_S3=endpoint,
         MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
+        # MLflow's own loaders unpickle what an artifact names; ours (ml/artifacts.py) never need them.
+        MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     return env

@@ -7,8 +7,11 @@ behind the alias `champion`; registry stages are deprecated and never used.
 Decision history lives in model version tags:
 
 - every decision is recorded on its challenger (`decision`, both AUCs, `delta`,
-  `reason`, `decided_at`, `previous_champion_version`);
+  `reason`, `decided_at`, `previous_champion_version`), once: a step that runs
+  again finishes the recorded decision instead of deciding anew;
 - a promotion also marks the replaced champion (`replaced_by_version`);
+- promotions and rollbacks move the alias under the champion lease
+  (`champion_lease`), one at a time.
 - `rollback` moves the alias back to the current champion's
   `previous_champion_version` and marks both versions. The restored version
   keeps its own `previous_champion_version`, so each further rollback undoes
@@ -20,11 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import mlflow.sklearn
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -36,14 +38,15 @@ from churn_platform.constants import (
     LABEL_COLUMN,
     REGISTERED_MODEL_NAME,
 )
+from churn_platform.ml.artifacts import load_model_version
+from churn_platform.ml.champion_lease import ChampionChangedError, champion_lease
 from churn_platform.ml.mlflow_io import (
     DEFAULT_RETRY,
     MlflowRetry,
     call_with_retry,
-    fluent_uris,
     version_number,
 )
-from churn_platform.ml.registration import HOLDOUT_ARTIFACT, TAG_PARTITION_KEY
+from churn_platform.ml.registration import TAG_PARTITION_KEY
 from churn_platform.ml.training import evaluate
 
 REPORT_ARTIFACT = "promotion/report.md"
@@ -86,6 +89,17 @@ class Decision:
     delta: float | None
     min_delta: float
     reason: str
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A decision as recorded on its challenger (the first one made, if a step ran again)."""
+
+    decision: Decision
+    challenger_version: str
+    previous_champion_version: str | None
+    decided_at: str
+    report: str
 
 
 @dataclass(frozen=True)
@@ -174,40 +188,6 @@ def decide_promotion(
     )
 
 
-def load_model_version(
-    client: MlflowClient,
-    version: ModelVersion | str,
-    model_name: str = REGISTERED_MODEL_NAME,
-    *,
-    retry: MlflowRetry = DEFAULT_RETRY,
-):
-    """The sklearn pipeline of a registered version, loaded from models:/<name>/<version>."""
-    number = version_number(version)
-    with fluent_uris(client):
-        return call_with_retry(
-            client,
-            f"load model version {number}",
-            mlflow.sklearn.load_model,
-            f"models:/{model_name}/{number}",
-            retry=retry,
-        )
-
-
-def load_holdout(client: MlflowClient, run_id: str, *, retry: MlflowRetry = DEFAULT_RETRY) -> pd.DataFrame:
-    """The holdout rows a training run was measured on."""
-    with tempfile.TemporaryDirectory() as scratch:
-        local = call_with_retry(
-            client,
-            "download the holdout",
-            client.download_artifacts,
-            run_id,
-            HOLDOUT_ARTIFACT,
-            scratch,
-            retry=retry,
-        )
-        return pd.read_parquet(local)
-
-
 def compare_on_holdout(
     client: MlflowClient,
     challenger_version: ModelVersion | str,
@@ -235,14 +215,10 @@ def _fmt_auc(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def promotion_report(
-    decision: Decision,
-    challenger: ModelVersion,
-    previous_champion: ModelVersion | None,
-) -> str:
+def promotion_report(decision: Decision, challenger: ModelVersion, previous_champion: str | None) -> str:
     """Markdown summary of a decision, in the table style of the origin lesson's report."""
     partition = challenger.tags.get(TAG_PARTITION_KEY, "unknown partition")
-    before = f"v{version_number(previous_champion)}" if previous_champion else "none"
+    before = f"v{previous_champion}" if previous_champion else "none"
     after = f"v{version_number(challenger)}" if decision.promote else before
     delta = "n/a" if decision.delta is None else f"{decision.delta:+.4f}"
     action = "PROMOTED" if decision.promote else "KEPT CHAMPION"
@@ -278,6 +254,103 @@ def _set_version_tags(
         )
 
 
+def _champion_number(client: MlflowClient, model_name: str, retry: MlflowRetry) -> str | None:
+    champion = get_champion(client, model_name, retry=retry)
+    return version_number(champion) if champion else None
+
+
+def _v(number: str | None) -> str:
+    return f"v{number}" if number else "no champion"
+
+
+def _recorded_decision(challenger: ModelVersion) -> tuple[Decision, str | None, str]:
+    """(decision, previous champion, decided_at) from the tags `_record_decision` wrote."""
+    tags = challenger.tags
+
+    def optional_float(key: str) -> float | None:
+        return None if tags[key] == "none" else float(tags[key])
+
+    decision = Decision(
+        promote=tags[TAG_DECISION] == PROMOTED,
+        challenger_auc=float(tags[TAG_CHALLENGER_AUC]),
+        champion_auc=optional_float(TAG_CHAMPION_AUC),
+        delta=optional_float(TAG_DELTA),
+        min_delta=float(tags[TAG_MIN_DELTA]),
+        reason=tags[TAG_REASON],
+    )
+    previous = tags[TAG_PREVIOUS_CHAMPION]
+    return decision, (None if previous == "none" else previous), tags[TAG_DECIDED_AT]
+
+
+def _record_decision(
+    client: MlflowClient,
+    model_name: str,
+    challenger: str,
+    decision: Decision,
+    previous: str | None,
+    retry: MlflowRetry,
+) -> str:
+    """Tag the challenger with the decision, `decision` last: its presence means the record is whole."""
+    decided_at = _now()
+    _set_version_tags(
+        client,
+        model_name,
+        challenger,
+        {
+            TAG_CHALLENGER_AUC: f"{decision.challenger_auc:.6f}",
+            TAG_CHAMPION_AUC: "none" if decision.champion_auc is None else f"{decision.champion_auc:.6f}",
+            TAG_DELTA: "none" if decision.delta is None else f"{decision.delta:+.6f}",
+            TAG_MIN_DELTA: f"{decision.min_delta:.6f}",
+            TAG_REASON: decision.reason,
+            TAG_DECIDED_AT: decided_at,
+            TAG_PREVIOUS_CHAMPION: previous or "none",
+            TAG_DECISION: PROMOTED if decision.promote else REJECTED,
+        },
+        retry,
+    )
+    return decided_at
+
+
+def _apply_promotion(
+    client: MlflowClient,
+    model_name: str,
+    challenger: ModelVersion,
+    previous: str | None,
+    decided_at: str,
+    retry: MlflowRetry,
+) -> None:
+    """Move the alias to a challenger recorded as promoted and mark its predecessor; skip what is done.
+
+    The challenger was champion already if it still is, or was since replaced or rolled back.
+    """
+    number = version_number(challenger)
+    current = _champion_number(client, model_name, retry)
+    applied = current == number or not {TAG_REPLACED_BY, TAG_ROLLED_BACK_TO}.isdisjoint(challenger.tags)
+    if not applied:
+        if current != previous:
+            raise ChampionChangedError(
+                f"v{number} of {model_name!r} is recorded as promoted over {_v(previous)}, but the "
+                f"champion is now {_v(current)} and the promotion was never applied; delete its "
+                f"`{TAG_DECISION}` tag to decide again"
+            )
+        call_with_retry(
+            client,
+            "move the champion alias",
+            client.set_registered_model_alias,
+            model_name,
+            CHAMPION_ALIAS,
+            number,
+            retry=retry,
+        )
+        current = number
+    if current == number and previous is not None:
+        replaced = get_model_version(client, previous, model_name, retry=retry)
+        if replaced.tags.get(TAG_REPLACED_BY) != number:
+            _set_version_tags(
+                client, model_name, previous, {TAG_REPLACED_BY: number, TAG_REPLACED_AT: decided_at}, retry
+            )
+
+
 def promote(
     client: MlflowClient,
     decision: Decision,
@@ -286,72 +359,54 @@ def promote(
     model_name: str = REGISTERED_MODEL_NAME,
     *,
     retry: MlflowRetry = DEFAULT_RETRY,
-) -> str:
-    """Apply a decision: record it, move `champion` if it promotes, return the markdown report.
+) -> Promotion:
+    """Record a decision on its challenger and apply it (move `champion` if it promotes).
 
-    Refuses when the alias moved since the comparison (another promotion or a
-    rollback in between), because the recorded predecessor would then be wrong.
-    A challenger that already is the champion (a retried step) changes nothing:
-    recording it again would make it its own predecessor.
+    Under the champion lease, so concurrent promotions and rollbacks take turns. A challenger
+    decided before keeps that decision: a retried step finishes it (moves the alias if it has
+    not moved, writes missing tags) rather than comparing the challenger with itself. A new
+    decision is refused when the champion is no longer the one it was compared with.
     """
-    current = get_champion(client, model_name, retry=retry)
-    current_number = version_number(current) if current else None
+    number = version_number(challenger_version)
     expected = version_number(previous_champion) if previous_champion else None
-    challenger = version_number(challenger_version)
-    if current_number == challenger:
-        return f"## Churn model promotion\n\n`v{challenger}` already is the champion; nothing changed.\n"
-    if current_number != expected:
-        raise RuntimeError(
-            f"champion of {model_name!r} is now {current_number or 'unset'}, "
-            f"not {expected or 'unset'} as when compared; rerun the comparison"
-        )
-    decided_at = _now()
-    _set_version_tags(
-        client,
-        model_name,
-        challenger,
-        {
-            TAG_DECISION: PROMOTED if decision.promote else REJECTED,
-            TAG_CHALLENGER_AUC: f"{decision.challenger_auc:.6f}",
-            TAG_CHAMPION_AUC: "none" if decision.champion_auc is None else f"{decision.champion_auc:.6f}",
-            TAG_DELTA: "none" if decision.delta is None else f"{decision.delta:+.6f}",
-            TAG_MIN_DELTA: f"{decision.min_delta:.6f}",
-            TAG_REASON: decision.reason,
-            TAG_DECIDED_AT: decided_at,
-            TAG_PREVIOUS_CHAMPION: expected or "none",
-        },
-        retry,
-    )
-    if decision.promote:
-        call_with_retry(
-            client,
-            "move the champion alias",
-            client.set_registered_model_alias,
-            model_name,
-            CHAMPION_ALIAS,
-            challenger,
-            retry=retry,
-        )
-        if expected is not None:
-            _set_version_tags(
-                client,
-                model_name,
-                expected,
-                {TAG_REPLACED_BY: challenger, TAG_REPLACED_AT: decided_at},
-                retry,
-            )
-    report = promotion_report(decision, challenger_version, previous_champion)
-    if challenger_version.run_id:
+    with champion_lease(client, f"promotion of v{number}", model_name, retry=retry):
+        challenger = get_model_version(client, number, model_name, retry=retry)
+        if TAG_DECISION in challenger.tags:
+            decision, previous, decided_at = _recorded_decision(challenger)
+        else:
+            if expected == number:
+                raise ValueError(
+                    f"v{number} of {model_name!r} was compared with itself as champion; "
+                    "a version is never its own predecessor"
+                )
+            current = _champion_number(client, model_name, retry)
+            if current != expected:
+                raise ChampionChangedError(
+                    f"champion of {model_name!r} is now {_v(current)}, not {_v(expected)} as when "
+                    f"v{number} was compared; rerun the comparison"
+                )
+            previous = expected
+            decided_at = _record_decision(client, model_name, number, decision, previous, retry)
+        if decision.promote:
+            _apply_promotion(client, model_name, challenger, previous, decided_at, retry)
+    report = promotion_report(decision, challenger, previous)
+    if challenger.run_id:
         call_with_retry(
             client,
             "log the promotion report",
             client.log_text,
-            challenger_version.run_id,
+            challenger.run_id,
             report,
             REPORT_ARTIFACT,
             retry=retry,
         )
-    return report
+    return Promotion(
+        decision=decision,
+        challenger_version=number,
+        previous_champion_version=previous,
+        decided_at=decided_at,
+        report=report,
+    )
 
 
 def rollback(
@@ -361,43 +416,44 @@ def rollback(
     retry: MlflowRetry = DEFAULT_RETRY,
 ) -> Rollback:
     """Undo the promotion that made the current champion (see the module docstring)."""
-    current = get_champion(client, model_name, retry=retry)
-    if current is None:
-        raise NoPreviousChampionError(f"{model_name!r} has no champion to roll back")
-    demoted = version_number(current)
-    previous = current.tags.get(TAG_PREVIOUS_CHAMPION, "none")
-    if previous == "none":
-        raise NoPreviousChampionError(
-            f"champion v{demoted} of {model_name!r} has no recorded previous champion"
+    with champion_lease(client, f"rollback {uuid.uuid4().hex}", model_name, retry=retry):
+        current = get_champion(client, model_name, retry=retry)
+        if current is None:
+            raise NoPreviousChampionError(f"{model_name!r} has no champion to roll back")
+        demoted = version_number(current)
+        previous = current.tags.get(TAG_PREVIOUS_CHAMPION, "none")
+        if previous == "none":
+            raise NoPreviousChampionError(
+                f"champion v{demoted} of {model_name!r} has no recorded previous champion"
+            )
+        try:
+            get_model_version(client, previous, model_name, retry=retry)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise NoPreviousChampionError(
+                f"previous champion v{previous} of {model_name!r} no longer exists"
+            ) from err
+        call_with_retry(
+            client,
+            "move the champion alias",
+            client.set_registered_model_alias,
+            model_name,
+            CHAMPION_ALIAS,
+            previous,
+            retry=retry,
         )
-    try:
-        get_model_version(client, previous, model_name, retry=retry)
-    except MlflowException as err:
-        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        raise NoPreviousChampionError(
-            f"previous champion v{previous} of {model_name!r} no longer exists"
-        ) from err
-    call_with_retry(
-        client,
-        "move the champion alias",
-        client.set_registered_model_alias,
-        model_name,
-        CHAMPION_ALIAS,
-        previous,
-        retry=retry,
-    )
-    at = _now()
-    _set_version_tags(
-        client,
-        model_name,
-        demoted,
-        {TAG_ROLLED_BACK_TO: previous, TAG_ROLLED_BACK_AT: at},
-        retry,
-    )
-    _set_version_tags(
-        client, model_name, previous, {TAG_RESTORED_FROM: demoted, TAG_RESTORED_AT: at}, retry
-    )
+        at = _now()
+        _set_version_tags(
+            client,
+            model_name,
+            demoted,
+            {TAG_ROLLED_BACK_TO: previous, TAG_ROLLED_BACK_AT: at},
+            retry,
+        )
+        _set_version_tags(
+            client, model_name, previous, {TAG_RESTORED_FROM: demoted, TAG_RESTORED_AT: at}, retry
+        )
     report = (
         f"## Churn model rollback\n\n"
         "| Metric | Value |\n"

@@ -6,6 +6,7 @@ version from it is left registered (`log_and_register`, `abandon`).
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from mlflow.models import infer_signature
 
 from churn_platform.constants import FEATURE_COLUMNS, MLFLOW_EXPERIMENT, REGISTERED_MODEL_NAME
 from churn_platform.redaction import redact_url
+from churn_platform.ml.artifacts import HOLDOUT_ARTIFACT, HOLDOUT_ARTIFACT_DIR, TAG_HOLDOUT_SHA256
 from churn_platform.ml.mlflow_io import (
     DEFAULT_RETRY,
     MlflowRetry,
@@ -38,8 +40,6 @@ from churn_platform.ml.training import (
 )
 
 MODEL_ARTIFACT_NAME = "model"
-HOLDOUT_ARTIFACT_DIR = "holdout"
-HOLDOUT_ARTIFACT = f"{HOLDOUT_ARTIFACT_DIR}/holdout.parquet"
 
 # Identity tags of a training, on its run and its model version.
 TAG_PARTITION_KEY = "partition_key"
@@ -191,8 +191,9 @@ def log_and_register(
 
     The run ends FINISHED only once the version exists; on any failure the run
     ends FAILED and no version from it is left registered. The holdout goes
-    along as a parquet artifact so promotion scores champion and challenger on
-    the same rows. ui_url (the MLflow UI) defaults to an http(s) tracking URI.
+    along as a parquet artifact and its SHA-256 as a run tag, so promotion
+    scores champion and challenger on the same, verified rows. ui_url (the
+    MLflow UI) defaults to an http(s) tracking URI.
     """
     experiment_id = ensure_experiment(client, artifact_root, experiment_name, retry=retry)
     identity = {
@@ -202,13 +203,15 @@ def log_and_register(
     }
     params = {**trained.params.as_dict(), "estimator": type(trained.model[-1]).__name__}
     metrics = {**trained.metrics, "fit_seconds": trained.fit_seconds}
+    holdout_bytes = trained.holdout.to_parquet(index=False)
     run = call_with_retry(
         client,
         "create the run",
         client.create_run,
         experiment_id,
         run_name=f"churn_{partition_key}",
-        tags=identity,
+        # Promotion refuses a holdout whose bytes no longer match this checksum.
+        tags={**identity, TAG_HOLDOUT_SHA256: hashlib.sha256(holdout_bytes).hexdigest()},
         retry=retry,
     )
     run_id = run.info.run_id
@@ -257,7 +260,7 @@ def log_and_register(
             )
         with tempfile.TemporaryDirectory() as scratch:
             holdout_path = Path(scratch) / Path(HOLDOUT_ARTIFACT).name
-            trained.holdout.to_parquet(holdout_path, index=False)
+            holdout_path.write_bytes(holdout_bytes)
             call_with_retry(
                 client,
                 "log the holdout",

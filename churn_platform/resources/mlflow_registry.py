@@ -14,6 +14,8 @@ global state.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -25,9 +27,20 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from churn_platform.ml.mlflow_io import MlflowRetry
-    from churn_platform.ml.promotion import Decision, Rollback
+    from churn_platform.ml.promotion import Decision, Promotion, Rollback
     from churn_platform.ml.registration import LoggedVersion
     from churn_platform.ml.training import TrainedModel
+
+
+@contextmanager
+def _refusals_are_final() -> Iterator[None]:
+    """An artifact that failed verification fails the step for good: a retry reads the same bytes."""
+    from churn_platform.ml.artifacts import UntrustedArtifactError
+
+    try:
+        yield
+    except UntrustedArtifactError as err:
+        raise dg.Failure(str(err), allow_retries=False) from err
 
 
 class MlflowRegistry(dg.ConfigurableResource):
@@ -81,18 +94,20 @@ class MlflowRegistry(dg.ConfigurableResource):
         return get_model_version(client, number, retry=retry)
 
     def holdout(self, run_id: str) -> pd.DataFrame:
-        """The holdout rows (features and label) a training run was measured on."""
-        from churn_platform.ml.promotion import load_holdout
+        """The holdout rows (features and label) a training run was measured on, checksum verified."""
+        from churn_platform.ml.artifacts import load_holdout
 
         client, retry = self._session()
-        return load_holdout(client, run_id, retry=retry)
+        with _refusals_are_final():
+            return load_holdout(client, run_id, retry=retry)
 
     def load_model(self, version: ModelVersion | str) -> Pipeline:
-        """The fitted sklearn pipeline of a registered version."""
-        from churn_platform.ml.promotion import load_model_version
+        """The fitted sklearn pipeline of a registered version; a pickled version is refused."""
+        from churn_platform.ml.artifacts import load_model_version
 
         client, retry = self._session()
-        return load_model_version(client, version, retry=retry)
+        with _refusals_are_final():
+            return load_model_version(client, version, retry=retry)
 
     def compare(
         self, challenger: ModelVersion | str, champion: ModelVersion | str | None, holdout: pd.DataFrame
@@ -101,14 +116,16 @@ class MlflowRegistry(dg.ConfigurableResource):
         from churn_platform.ml.promotion import compare_on_holdout
 
         client, retry = self._session()
-        return compare_on_holdout(client, challenger, champion, holdout, retry=retry)
+        with _refusals_are_final():
+            return compare_on_holdout(client, challenger, champion, holdout, retry=retry)
 
     def promote(
         self, decision: Decision, challenger: ModelVersion, previous_champion: ModelVersion | None
-    ) -> str:
-        """Record the decision on the versions, move `champion` if it promotes; the markdown report.
+    ) -> Promotion:
+        """Record the decision on the versions, move `champion` if it promotes, one promoter at a time.
 
-        Refuses when the champion changed since the comparison.
+        A challenger decided before keeps that decision (a retried step finishes it); a new one is
+        refused with ChampionChangedError when the champion changed since the comparison.
         """
         from churn_platform.ml.promotion import promote
 

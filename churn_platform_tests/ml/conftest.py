@@ -18,7 +18,11 @@ from churn_platform_tests.helpers import (
 
 @pytest.fixture(autouse=True)
 def offline_mlflow(monkeypatch):
-    """No MLflow or usage telemetry leaves the machine; no download progress bars in the log."""
+    """No MLflow or usage telemetry leaves the machine; no download progress bars in the log.
+
+    MLflow's own model deserialization is refused, as in the stack: our loader never needs it.
+    """
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("DO_NOT_TRACK", "true")
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -1,19 +1,25 @@
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from mlflow.exceptions import MlflowException
 
 from churn_platform.constants import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from churn_platform.ml.artifacts import load_holdout
+from churn_platform.ml.champion_lease import ChampionChangedError, lease_name
 from churn_platform.ml.mlflow_io import version_number
 from churn_platform.ml.promotion import (
     NoPreviousChampionError,
+    Promotion,
     compare_on_holdout,
     decide_promotion,
     get_champion,
     get_model_version,
-    load_holdout,
     promote,
     rollback,
 )
+from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform_tests.helpers import register_training
 
 
@@ -60,9 +66,8 @@ def run_promotion(client, logged):
     champion = get_champion(client)
     holdout = load_holdout(client, logged.run_id)
     challenger_auc, champion_auc = compare_on_holdout(client, challenger, champion, holdout)
-    decision = decide_promotion(challenger_auc, champion_auc)
-    report = promote(client, decision, challenger, champion)
-    return decision, report
+    promotion = promote(client, decide_promotion(challenger_auc, champion_auc), challenger, champion)
+    return promotion.decision, promotion.report
 
 
 def version_tags(client, version):
@@ -112,22 +117,147 @@ def test_promote_refuses_when_the_champion_moved_since_the_comparison(mlflow_sto
     challenger = client.get_model_version(REGISTERED_MODEL_NAME, second.model_version)
     # Compared while there was no champion; then someone else promoted the first version.
     client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, first.model_version)
-    with pytest.raises(RuntimeError, match="rerun the comparison"):
+    with pytest.raises(ChampionChangedError, match="rerun the comparison"):
         promote(client, decide_promotion(0.9, None), challenger, previous_champion=None)
     assert version_number(get_champion(client)) == first.model_version
+    assert "decision" not in version_tags(client, second.model_version)
 
 
-def test_retried_promotion_of_the_champion_changes_nothing(mlflow_store, weak_trained):
+def test_a_step_that_runs_again_gets_the_recorded_decision(mlflow_store, weak_trained):
     client, artifact_root = mlflow_store
     logged = register_training(client, artifact_root, weak_trained)
     run_promotion(client, logged)
     tags_before = version_tags(client, logged.model_version)
 
-    decision, report = run_promotion(client, logged)  # compared with itself: delta 0
+    decision, report = run_promotion(client, logged)  # now compared with itself: delta 0
 
-    assert "already is the champion" in report
+    assert decision.promote and "**PROMOTED**" in report and "| Champion before | `none` |" in report
     assert version_tags(client, logged.model_version) == tags_before
     assert version_number(get_champion(client)) == logged.model_version
+
+
+def test_an_old_decision_run_again_changes_nothing(mlflow_store, weak_trained):
+    client, artifact_root = mlflow_store
+    v1, v2, v3 = (
+        get_model_version(client, register_training(client, artifact_root, weak_trained, key).model_version)
+        for key in ("2024-02-05", "2024-02-12", "2024-02-19")
+    )
+    forced = decide_promotion(0.9, None)
+    promote(client, forced, v1, None)
+    promote(client, forced, v2, v1)
+    promote(client, forced, v3, v2)
+    tags_before = {v: version_tags(client, v) for v in ("1", "2", "3")}
+
+    again = promote(client, decide_promotion(0.5, 0.9), v2, v3)  # partition of v2 rematerialized
+
+    assert again.decision.promote and again.previous_champion_version == "1"
+    assert version_number(get_champion(client)) == "3"
+    assert {v: version_tags(client, v) for v in ("1", "2", "3")} == tags_before
+
+
+def test_a_version_compared_with_itself_is_not_its_own_predecessor(mlflow_store, weak_trained):
+    client, artifact_root = mlflow_store
+    logged = register_training(client, artifact_root, weak_trained)
+    version = get_model_version(client, logged.model_version)
+    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, logged.model_version)  # by hand
+    with pytest.raises(ValueError, match="never its own predecessor"):
+        promote(client, decide_promotion(0.7, 0.7), version, version)
+    assert "decision" not in version_tags(client, logged.model_version)
+
+
+def fail_once(monkeypatch, client, method: str, when) -> None:
+    """The next call of client.<method> matching `when` dies, as a killed worker would, before the write."""
+    real = getattr(client, method)
+    failed = []
+
+    def dies_once(*args, **kwargs):
+        if not failed and when(*args):
+            failed.append(args)
+            raise RuntimeError(f"worker lost during {method}{args}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, method, dies_once)
+
+
+def test_a_retry_after_the_alias_moved_finishes_the_same_decision(
+    mlflow_store, weak_trained, trained, monkeypatch
+):
+    client, artifact_root = mlflow_store
+    first = register_training(client, artifact_root, weak_trained, "2024-02-05")
+    run_promotion(client, first)
+    better = register_training(client, artifact_root, trained, "2024-02-12")
+    fail_once(monkeypatch, client, "set_model_version_tag", lambda name, version, key, value: key == "replaced_by_version")
+
+    with pytest.raises(RuntimeError, match="worker lost"):
+        run_promotion(client, better)
+    assert version_number(get_champion(client)) == better.model_version  # moved, not yet recorded on v1
+    assert "replaced_by_version" not in version_tags(client, first.model_version)
+
+    decision, report = run_promotion(client, better)  # the step's retry: the champion now is `better`
+
+    assert decision.promote and f"| Champion before | `v{first.model_version}` |" in report
+    tags = version_tags(client, better.model_version)
+    assert (tags["decision"], tags["previous_champion_version"]) == ("promoted", first.model_version)
+    assert version_tags(client, first.model_version)["replaced_by_version"] == better.model_version
+    assert version_number(get_champion(client)) == better.model_version
+
+
+def test_a_retry_after_the_decision_was_recorded_moves_the_alias(
+    mlflow_store, weak_trained, trained, monkeypatch
+):
+    client, artifact_root = mlflow_store
+    first = register_training(client, artifact_root, weak_trained, "2024-02-05")
+    run_promotion(client, first)
+    better = register_training(client, artifact_root, trained, "2024-02-12")
+    fail_once(monkeypatch, client, "set_registered_model_alias", lambda *args: True)
+
+    with pytest.raises(RuntimeError, match="worker lost"):
+        run_promotion(client, better)
+    assert version_tags(client, better.model_version)["decision"] == "promoted"
+    assert version_number(get_champion(client)) == first.model_version
+
+    decision, _ = run_promotion(client, better)
+
+    assert decision.promote
+    assert version_number(get_champion(client)) == better.model_version
+    assert version_tags(client, better.model_version)["previous_champion_version"] == first.model_version
+    assert version_tags(client, first.model_version)["replaced_by_version"] == better.model_version
+
+
+def test_promotions_at_once_move_the_champion_once(mlflow_store, weak_trained):
+    """A backfill's promotion steps on an instance without the `promotion` pool: all compared with v1."""
+    client, artifact_root = mlflow_store
+    champion = get_model_version(client, register_training(client, artifact_root, weak_trained).model_version)
+    promote(client, decide_promotion(0.7, None), champion, None)
+    challengers = [
+        get_model_version(client, register_training(client, artifact_root, weak_trained, key).model_version)
+        for key in ("2024-02-12", "2024-02-19", "2024-02-26", "2024-03-04")
+    ]
+    registry = MlflowRegistry(
+        tracking_uri=client.tracking_uri, artifact_root=str(artifact_root), retry_base_delay_seconds=0.01
+    )
+    start = threading.Barrier(len(challengers))
+
+    def promote_at_once(challenger):
+        start.wait()
+        return registry.promote(decide_promotion(0.9, 0.7), challenger, champion)
+
+    with ThreadPoolExecutor(len(challengers)) as pool:
+        futures = [pool.submit(promote_at_once, challenger) for challenger in challengers]
+    outcomes = [future.exception() or future.result() for future in futures]
+
+    promoted = [o for o in outcomes if isinstance(o, Promotion)]
+    assert len(promoted) == 1, outcomes
+    assert all(isinstance(o, ChampionChangedError) for o in outcomes if o is not promoted[0]), outcomes
+    winner = promoted[0].challenger_version
+    assert version_number(get_champion(client)) == winner
+    assert version_tags(client, winner)["previous_champion_version"] == version_number(champion)
+    assert version_tags(client, version_number(champion))["replaced_by_version"] == winner
+    for challenger in map(version_number, challengers):
+        if challenger != winner:
+            assert "decision" not in version_tags(client, challenger)
+    with pytest.raises(MlflowException, match="not found"):
+        client.get_registered_model(lease_name())  # released
 
 
 def test_rollback_walks_back_the_promotion_chain(

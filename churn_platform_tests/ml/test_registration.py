@@ -14,7 +14,8 @@ from sklearn.exceptions import NotFittedError
 
 from churn_platform.constants import FEATURE_COLUMNS, REGISTERED_MODEL_NAME
 from churn_platform.ml.mlflow_io import MlflowUnavailableError, connect
-from churn_platform.ml.promotion import get_champion, load_holdout, load_model_version
+from churn_platform.ml.artifacts import load_holdout, load_model_version
+from churn_platform.ml.promotion import get_champion
 from churn_platform_tests.helpers import fast_mlflow_retry, register_training
 
 

@@ -64,8 +64,8 @@ def decide_and_promote(registry: MlflowRegistry, logged):
     challenger = registry.model_version(logged.model_version)
     champion = registry.champion()
     challenger_auc, champion_auc = registry.compare(challenger, champion, registry.holdout(logged.run_id))
-    decision = decide_promotion(challenger_auc, champion_auc)
-    return decision, registry.promote(decision, challenger, champion)
+    promotion = registry.promote(decide_promotion(challenger_auc, champion_auc), challenger, champion)
+    return promotion.decision, promotion.report
 
 
 def test_first_training_becomes_the_champion_and_loads_back(registry, trainings):
