@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +17,7 @@ import pyarrow.parquet as pq
 from churn_platform.definitions import build_definitions
 from churn_platform.events import LANDED_SCHEMA
 from churn_platform.ml.params import TrainingParams
-from churn_platform.settings import Settings
+from churn_platform.settings import PROJECT_ROOT, Settings
 
 # A small but realistic landed history, ingested once per session and copied per test.
 DEMO_END = dt.date(2024, 5, 26)  # a Sunday: the as-of date of weekly partition 2024-05-20
@@ -76,6 +80,36 @@ def materialize(settings: Settings, assets: list[str], partition: str, instance=
 def query(settings: Settings, sql: str, params=None):
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
+
+
+_HOLDER = """
+import sys, time, duckdb
+from churn_platform.warehouse_lock import acquire_lock
+path, how, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+with acquire_lock(path, exclusive=how != "read", timeout_seconds=60):
+    con = duckdb.connect(path, read_only=how == "read") if how != "lock" else None
+    print("held", flush=True)
+    time.sleep(seconds)
+    if con is not None:
+        con.close()
+print("released", time.time(), flush=True)
+"""
+
+
+@contextmanager
+def warehouse_held(path, how: str, seconds: float) -> Iterator[subprocess.Popen]:
+    """Another process holding the warehouse for `seconds` as DuckDBWarehouse.connect does (the
+    lock, then the DuckDB file) to "write" or "read", or the write "lock" alone; then it prints
+    `released <time.time()>`. Killed at the end.
+    (The resource itself would import all of Dagster: seconds per process.)"""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), how, str(seconds)],
+                              cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def failure_message(result, step: str) -> str:

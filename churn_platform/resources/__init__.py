@@ -51,10 +51,11 @@ def build_mlflow_registry(settings: Settings) -> MlflowRegistry:
 
 def build_resources(settings: Settings) -> dict:
     s3 = build_s3(settings)
+    warehouse = DuckDBWarehouse(path=str(settings.warehouse_path))
     return {
         "s3": s3,
         "landing": LandingZone(s3=s3, bucket=settings.landing_bucket),
-        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
+        "warehouse": warehouse,
         "notifier": build_notifier(settings),
         "mlflow": build_mlflow_registry(settings),
         "dbt": OfflineDbtCliResource(
@@ -62,5 +63,6 @@ def build_resources(settings: Settings) -> dict:
             dbt_executable=DBT_EXECUTABLE,
             target=settings.dbt_target,
             data_dir=str(settings.data_dir),
+            warehouse=warehouse,
         ),
     }

@@ -5,12 +5,12 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from churn_platform.events import EVENT_DATE_COLUMN, EVENT_FIELDS, RAW_EVENTS_SCHEMA, SOURCE_KEY_COLUMN
+from churn_platform.warehouse_lock import HeldLock, acquire_lock
 
 def _columns(schema: dict[str, str], not_null: set[str]) -> str:
     return ",\n    ".join(
@@ -65,25 +65,29 @@ class WarehouseLockedError(RuntimeError):
 
 
 class DuckDBWarehouse(dg.ConfigurableResource):
-    """The local warehouse file. Opens connections with a short retry on the file lock.
-
-    Dagster's `warehouse` pool serializes writers; the retry covers readers (and other
-    tools) that touch the file while a writer holds it.
+    """The local warehouse file. Every connection first takes the warehouse lock
+    (churn_platform/warehouse_lock.py), so runs queue on the file whether or not Dagster's pools
+    are configured; a short retry on DuckDB's own lock covers processes outside the platform.
     """
 
     path: str
     memory_limit: str = "1GB"  # DuckDB's default is 80% of RAM; beyond this it spills to disk
+    lock_timeout_seconds: float = 3600.0  # a writer may hold it for a whole ingest run (its max runtime)
     lock_retries: int = 20
     lock_backoff_seconds: float = 0.25
 
+    def lock(self, exclusive: bool) -> HeldLock:
+        """The warehouse lock: exclusive to write (also held around every dbt run), shared to read."""
+        return acquire_lock(self.path, exclusive, self.lock_timeout_seconds, dg.get_dagster_logger())
+
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        con = self._open(read_only)
-        try:
-            yield con
-        finally:
-            con.close()
+        with self.lock(exclusive=not read_only):
+            con = self._open(read_only)
+            try:
+                yield con
+            finally:
+                con.close()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         config = {

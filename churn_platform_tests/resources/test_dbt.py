@@ -1,16 +1,26 @@
-"""The offline dbt resource: no `dbt --version` network lookup, and dbt writes the configured warehouse."""
+"""The offline dbt resource: no `dbt --version` network lookup, dbt writes the configured
+warehouse, and waits for the warehouse instead of failing on DuckDB's lock."""
 
 import importlib.metadata
 import subprocess
+import time
 
+import pytest
 from packaging import version
 
 from churn_platform.resources.dbt import DBT_EXECUTABLE, DBT_PROJECT, OfflineDbtCliResource
+from churn_platform.resources.warehouse import DuckDBWarehouse
+from churn_platform.settings import Settings
+from churn_platform.warehouse_lock import WarehouseLockTimeout, acquire_lock
+from churn_platform_tests.helpers import warehouse_held
+
+HOLD_SECONDS = 5.0  # longer than the resource takes to start dbt (~3 s): a dbt not waiting is caught
 
 
 def _resource(data_dir) -> OfflineDbtCliResource:
+    warehouse = DuckDBWarehouse(path=str(Settings.from_env({"CHURN_DATA_DIR": str(data_dir)}).warehouse_path))
     return OfflineDbtCliResource(project_dir=DBT_PROJECT, dbt_executable=DBT_EXECUTABLE, target="local",
-                                 data_dir=str(data_dir))
+                                 data_dir=str(data_dir), warehouse=warehouse)
 
 
 def test_version_comes_from_the_installed_package_without_a_subprocess(tmp_path, monkeypatch):
@@ -32,3 +42,18 @@ def test_dbt_runs_against_the_resources_data_dir(tmp_path, monkeypatch):
     assert invocation.is_successful(), invocation.get_error()
     assert (data_dir / "warehouse.duckdb").exists()
     assert not (tmp_path / "not-this-one").exists()
+
+
+def test_dbt_waits_for_another_processs_writer_and_holds_the_lock_while_it_runs(tmp_path):
+    dbt = _resource(tmp_path / "data")
+    with warehouse_held(dbt.warehouse.path, "write", HOLD_SECONDS) as holder:
+        invocation = dbt.cli(["debug"], raise_on_error=False)  # `debug` connects to the warehouse
+        started = time.time()
+        with pytest.raises(WarehouseLockTimeout):  # held by the running dbt process, not just the call
+            acquire_lock(dbt.warehouse.path, exclusive=False, timeout_seconds=0.1)
+        released = float(holder.stdout.readline().split()[1])
+        invocation.wait()
+    assert released <= started  # dbt started only once the other process let go
+    assert invocation.is_successful(), invocation.get_error()
+    with acquire_lock(dbt.warehouse.path, exclusive=True, timeout_seconds=5):
+        pass  # and the lock went with the dbt process
