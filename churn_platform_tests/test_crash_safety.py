@@ -90,7 +90,7 @@ def test_killed_multi_day_ingest_leaves_each_day_whole_and_a_rerun_loads_the_sam
     assert _ledger(settings) == _ledger(clean) == {day: (1, ROWS_PER_DAY) for day in INGEST_DAYS}
 
 
-DBT_WINDOW_DAYS = 28  # long enough that building it takes a while, short enough to rerun fast
+DBT_WINDOW_DAYS = 56  # building it takes ~0.5 s: ample time for the kill to land inside
 
 
 def _dbt_log(target_root) -> str:
