@@ -17,6 +17,9 @@ import pyarrow as pa
 EVENT_TYPES = ("login", "session", "payment", "support_ticket", "cancel")
 PLAN_TIERS = ("basic", "standard", "premium")
 PAYMENT_STATUSES = ("succeeded", "failed")
+# Longer sessions are not real (30,000 years); downstream sums are exact numerics with 22
+# integer digits, which this bound keeps far out of reach.
+MAX_SESSION_SECONDS = 1e12
 
 
 def _is_text(arrow_type: pa.DataType) -> bool:

@@ -8,7 +8,7 @@ from churn_platform.dev.local_s3 import local_s3_server
 from churn_platform.dev.s3 import ensure_bucket, s3_client
 from churn_platform.settings import Settings
 from churn_platform.telemetry import OFFLINE_ENV
-from churn_platform_tests.helpers import DEMO_DAYS, DEMO_END, DEMO_USERS, demo_env
+from churn_platform_tests.helpers import DEMO_DAYS, DEMO_END, DEMO_USERS, K, K_MINUS_4, demo_env, materialize
 
 _bucket_ids = itertools.count()
 
@@ -82,3 +82,16 @@ def demo_settings(ingested_demo, tmp_path) -> Settings:
     data_dir.mkdir()
     shutil.copy(ingested_demo.warehouse_path, data_dir / "warehouse.duckdb")
     return ingested_demo.with_overrides(data_dir=data_dir, mlflow_tracking_uri=f"sqlite:///{data_dir}/mlflow.db")
+
+
+@pytest.fixture(scope="session")
+def training_inputs(ingested_demo, tmp_path_factory):
+    """A warehouse with the features of K-4 and K and the labels of K, built once (read it, copy it)."""
+    import shutil
+
+    data_dir = tmp_path_factory.mktemp("training_inputs")
+    shutil.copy(ingested_demo.warehouse_path, data_dir / "warehouse.duckdb")
+    settings = ingested_demo.with_overrides(data_dir=data_dir)
+    assert materialize(settings, ["user_features"], K_MINUS_4).success
+    assert materialize(settings, ["user_features", "churn_labels"], K).success
+    return settings.warehouse_path

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from churn_platform.events import EVENT_TYPES, PAYMENT_STATUSES, PLAN_TIERS
+from churn_platform.events import EVENT_TYPES, MAX_SESSION_SECONDS, PAYMENT_STATUSES, PLAN_TIERS
 from churn_platform.ingest.validation import LandedFile
 
 
@@ -35,7 +35,7 @@ REJECTION_RULES: tuple[tuple[str, str], ...] = (
     (
         "session_without_seconds",
         "event_type = 'session' AND (session_seconds IS NULL OR session_seconds < 0"
-        " OR isnan(session_seconds))",
+        f" OR isnan(session_seconds) OR NOT session_seconds < {MAX_SESSION_SECONDS:.0f})",
     ),
     (
         "payment_without_status",

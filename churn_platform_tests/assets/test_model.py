@@ -11,21 +11,10 @@ from churn_platform.definitions import build_definitions
 from churn_platform.jobs import TRAINING_JOB
 from churn_platform.ml.mlflow_io import connect, version_number
 from churn_platform.ml.promotion import get_champion
-from churn_platform_tests.helpers import K, K_MINUS_4, materialize, query
+from churn_platform_tests.helpers import K, query
 
 MODEL_STEPS = ["churn_model", "promotion_decision", "churn_scores"]
 WEAK_MODEL = {"ops": {"churn_model": {"config": {"max_iter": 1, "max_leaf_nodes": 2, "learning_rate": 0.01}}}}
-
-
-@pytest.fixture(scope="module")
-def training_inputs(ingested_demo, tmp_path_factory):
-    """Features of K-4 and K and labels of K, built once for the module."""
-    data_dir = tmp_path_factory.mktemp("training_inputs")
-    shutil.copy(ingested_demo.warehouse_path, data_dir / "warehouse.duckdb")
-    settings = ingested_demo.with_overrides(data_dir=data_dir)
-    assert materialize(settings, ["user_features"], K_MINUS_4).success
-    assert materialize(settings, ["user_features", "churn_labels"], K).success
-    return settings.warehouse_path
 
 
 @pytest.fixture

@@ -63,3 +63,13 @@ def test_reload_replaces_the_day_only():
     load_day(con, DAY, [conform("a.parquet", event_table(DAY, 2))])
     counts = dict(con.execute("SELECT event_date, count(*) FROM raw_events GROUP BY 1").fetchall())
     assert counts == {other: 4, DAY: 2}
+
+
+def test_infinite_or_absurd_session_seconds_are_rejected():
+    """Seconds are summed as an exact numeric downstream, which holds neither infinity nor 1e300."""
+    seconds = [float("inf"), 60.0, float("-inf"), 1e12, 1e12 - 1, 1e300]
+    table = event_table(DAY, len(seconds), event_type=["session"] * len(seconds),
+                        payment_status=[None] * len(seconds), session_seconds=seconds)
+    _, result = _load({"a.parquet": table})
+    assert result.rows_loaded == 2
+    assert result.rejected_by_reason == {"session_without_seconds": 4}

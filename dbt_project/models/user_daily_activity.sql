@@ -21,7 +21,7 @@ event_counts as (
         user_id,
         sum(case when event_type = 'login' then 1 else 0 end) as logins,
         sum(case when event_type = 'session' then 1 else 0 end) as sessions,
-        sum(case when event_type = 'session' then session_seconds else 0 end) as session_seconds_sum,
+        {{ exact_sum("case when event_type = 'session' then session_seconds else 0 end") }} as session_seconds_sum,
         sum(case when event_type = 'payment' then 1 else 0 end) as payment_attempts,
         sum(case when event_type = 'payment' and payment_status = 'failed' then 1 else 0 end) as payment_failures,
         sum(case when event_type = 'support_ticket' then 1 else 0 end) as support_tickets,

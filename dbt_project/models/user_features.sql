@@ -21,7 +21,7 @@ window_totals as (
         sum(case when activity_date >= payment_window_start then payment_attempts else 0 end) as payment_attempts_30d,
         sum(case when activity_date >= payment_window_start then payment_failures else 0 end) as payment_failures_30d,
         sum(case when activity_date >= session_window_start then sessions else 0 end) as sessions_7d,
-        sum(case when activity_date >= session_window_start then session_seconds_sum else 0 end) as session_seconds_7d,
+        {{ exact_sum('case when activity_date >= session_window_start then session_seconds_sum else 0 end') }} as session_seconds_7d,
         sum(support_tickets) as support_tickets_90d
     from population_activity
     group by as_of_date, user_id
