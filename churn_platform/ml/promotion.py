@@ -254,6 +254,11 @@ def _set_version_tags(
         )
 
 
+def _move_champion(client: MlflowClient, model_name: str, version: str, retry: MlflowRetry) -> None:
+    call_with_retry(client, "move the champion alias", client.set_registered_model_alias,
+                    model_name, CHAMPION_ALIAS, version, retry=retry)
+
+
 def _champion_number(client: MlflowClient, model_name: str, retry: MlflowRetry) -> str | None:
     champion = get_champion(client, model_name, retry=retry)
     return version_number(champion) if champion else None
@@ -333,15 +338,7 @@ def _apply_promotion(
                 f"champion is now {_v(current)} and the promotion was never applied; delete its "
                 f"`{TAG_DECISION}` tag to decide again"
             )
-        call_with_retry(
-            client,
-            "move the champion alias",
-            client.set_registered_model_alias,
-            model_name,
-            CHAMPION_ALIAS,
-            number,
-            retry=retry,
-        )
+        _move_champion(client, model_name, number, retry)
         current = number
     if current == number and previous is not None:
         replaced = get_model_version(client, previous, model_name, retry=retry)
@@ -434,15 +431,7 @@ def rollback(
             raise NoPreviousChampionError(
                 f"previous champion v{previous} of {model_name!r} no longer exists"
             ) from err
-        call_with_retry(
-            client,
-            "move the champion alias",
-            client.set_registered_model_alias,
-            model_name,
-            CHAMPION_ALIAS,
-            previous,
-            retry=retry,
-        )
+        _move_champion(client, model_name, previous, retry)
         at = _now()
         _set_version_tags(
             client,
