@@ -15,7 +15,7 @@ export PATH := $(BIN):$(PATH)
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v -e /target/ -e /logs/)
 MANIFEST := dbt_project/target/manifest.json
 
-.PHONY: install dev test demo bench mlflow-ui clean
+.PHONY: install dev stack postgres test demo bench mlflow-ui clean
 
 install: $(VENV)/.installed $(MANIFEST)
 
@@ -30,13 +30,23 @@ $(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml setup
 # The dbt manifest is prepared here, never when Dagster imports the code.
 $(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
 	mkdir -p $(CHURN_DATA_DIR)
-	$(BIN)/dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project --target local
+	$(BIN)/dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project --target duckdb
 	touch $@
 
 dev: install
 	$(BIN)/churn-platform dev
 
-test: install
+# The production topology on loopback: PostgreSQL, MLflow server, Dagster code server, webserver
+# and daemon (README, "Production"). Debian's PostgreSQL server is installed if missing.
+stack: install postgres
+	$(BIN)/churn-platform stack
+
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ echo "installing PostgreSQL (Debian package postgresql) ..."; \
+		  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q postgresql >/dev/null; }
+
+test: install postgres
 	scripts/ensure_chromium.sh
 	$(BIN)/dg check defs
 	$(BIN)/python -m pytest -q

@@ -23,6 +23,7 @@ DEFAULT_DEMO_DAYS = 150
 START_DATE_FILE = "start_date"  # written by `churn-platform seed` into CHURN_DATA_DIR
 ENVIRONMENTS = ("local", "prod")
 DEFAULT_LOCAL_S3_PORT = 9000
+DEFAULT_DBT_TARGET = "duckdb"  # dbt_project/profiles.yml: the DuckDB warehouse, local and prod alike
 LOCAL_S3_CREDENTIAL = "local"  # the loopback S3 server accepts any key; never used in prod
 
 
@@ -50,8 +51,12 @@ class Settings:
         return self.data_dir / "warehouse.duckdb"
 
     @property
-    def mlflow_artifact_root(self) -> Path:
-        return self.data_dir / "mlflow-artifacts"
+    def mlflow_artifact_root(self) -> str:
+        """A tracking server stores artifacts where it is configured to (proxied: `mlflow-artifacts:`);
+        a local store keeps them beside the warehouse."""
+        if self.mlflow_tracking_uri.startswith(("http://", "https://")):
+            return "mlflow-artifacts:/"
+        return str(self.data_dir / "mlflow-artifacts")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,7 +73,7 @@ class Settings:
             s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or _default_s3_endpoint(environment, env),
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir}/mlflow.db",
             start_date=_resolve_start_date(env, data_dir),
-            dbt_target=env.get("CHURN_DBT_TARGET") or ("prod" if environment == "prod" else "local"),
+            dbt_target=env.get("CHURN_DBT_TARGET") or DEFAULT_DBT_TARGET,
             slack_channel=env.get("CHURN_SLACK_CHANNEL") or None,
             slack_token_set=bool(env.get("SLACK_BOT_TOKEN")),
             ui_url=env.get("CHURN_DAGSTER_UI_URL") or "http://127.0.0.1:3000",

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from churn_platform.dev.landing import DEMO_USERS
-from churn_platform.settings import DEFAULT_DEMO_DAYS, Settings, default_demo_end_date
+from churn_platform.dev.topology import Ports
+from churn_platform.settings import DEFAULT_DATA_DIR, DEFAULT_DEMO_DAYS, Settings, default_demo_end_date
 from churn_platform.telemetry import disable_telemetry
 
 
@@ -21,7 +22,7 @@ def rollback(settings: Settings):
 
 
 # Commands that create buckets, land synthetic data or install an instance config: never in prod.
-LOCAL_ONLY = ("seed", "demo", "dev")
+LOCAL_ONLY = ("seed", "demo", "dev", "stack")
 
 
 def _date(value: str) -> dt.date:
@@ -56,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--s3-port", type=int, default=None)
+
+    p = sub.add_parser("stack", help="the production topology on loopback (what `make stack` runs)")
+    p.add_argument("--root", type=Path, default=None, help="the stack's folder (default: .data/stack)")
+    p.add_argument("--users", type=int, default=DEMO_USERS, help="demo users seeded into an empty bucket")
+    p.add_argument("--days", type=int, default=DEFAULT_DEMO_DAYS, help="demo days seeded into an empty bucket")
+    for name, default in vars(Ports()).items():
+        p.add_argument(f"--{name.replace('_', '-')}-port", type=int, default=default)
     return parser
 
 
@@ -100,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         from churn_platform.dev.stack import run_dev
 
         return run_dev(settings, args.host, args.port, s3_port)
+    if args.command == "stack":
+        from churn_platform.dev.production_stack import StackError, run_stack
+
+        ports = Ports(**{name: getattr(args, f"{name}_port") for name in vars(Ports())})
+        try:
+            return run_stack(args.root or DEFAULT_DATA_DIR / "stack", ports, args.users, args.days)
+        except StackError as err:
+            print(f"churn-platform stack: {err}", file=sys.stderr)
+            return 1
     raise AssertionError(args.command)
 
 

@@ -162,7 +162,7 @@ def run_dbt(data_dir: Path, *args: str, expect_success: bool = True, **dbt_vars)
         *args,
         "--project-dir", str(DBT_PROJECT_DIR),
         "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target", "local",
+        "--target", "duckdb",
         "--target-path", str(run_dir / "target"),
         "--log-path", str(run_dir / "logs"),
         "--vars", json.dumps(dbt_vars),

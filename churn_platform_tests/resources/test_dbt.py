@@ -19,7 +19,7 @@ HOLD_SECONDS = 5.0  # longer than the resource takes to start dbt (~3 s): a dbt 
 
 def _resource(data_dir) -> OfflineDbtCliResource:
     warehouse = DuckDBWarehouse(path=str(Settings.from_env({"CHURN_DATA_DIR": str(data_dir)}).warehouse_path))
-    return OfflineDbtCliResource(project_dir=DBT_PROJECT, dbt_executable=DBT_EXECUTABLE, target="local",
+    return OfflineDbtCliResource(project_dir=DBT_PROJECT, dbt_executable=DBT_EXECUTABLE, target="duckdb",
                                  data_dir=str(data_dir), warehouse=warehouse)
 
 
