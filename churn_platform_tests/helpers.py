@@ -416,3 +416,12 @@ def recover_killed_run(instance: dg.DagsterInstance, run_id: str, timeout: float
             raise AssertionError(f"the pool slots of killed run {run_id} were not freed within {timeout} s")
         time.sleep(0.2)
         list(execute_concurrency_slots_iteration(daemon, logging.getLogger("run_monitoring")))
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -39,6 +39,18 @@ def _as_server_user() -> list[str]:
     return ["setpriv", f"--reuid={SERVER_USER}", f"--regid={SERVER_USER}", "--init-groups", "--"]
 
 
+def _check_reachable(path: Path) -> None:
+    """As root the server runs as `postgres`, which must be able to walk down to the cluster."""
+    if os.geteuid() != 0:
+        return
+    for folder in reversed(path.resolve().parents):
+        if not os.stat(folder).st_mode & 0o001:
+            raise PermissionError(
+                f"PostgreSQL runs as the `{SERVER_USER}` user (we are root) and cannot enter {folder}: "
+                f"allow it (`chmod o+x {folder}`), move the stack's folder (--root), or run as a normal user"
+            )
+
+
 def _give_to_server_user(path: Path) -> None:
     if os.geteuid() == 0:
         user = pwd.getpwnam(SERVER_USER)
@@ -74,6 +86,7 @@ class PostgresCluster:
         if (self.data_dir / "PG_VERSION").exists():
             return False
         self.root.mkdir(parents=True, exist_ok=True)
+        _check_reachable(self.root)
         _give_to_server_user(self.root)
         if not self.password_file.exists():
             self.password_file.write_text(secrets.token_urlsafe(24))

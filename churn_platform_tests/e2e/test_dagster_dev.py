@@ -13,6 +13,7 @@ from churn_platform.constants import RAW_EVENTS
 from churn_platform.events import day_prefix, landing_key
 from churn_platform.jobs import INGEST_JOB
 from churn_platform.resources.warehouse import DuckDBWarehouse
+from churn_platform_tests.dagster_ui import LAUNCH_RUN, SENSOR_QUERY, run_tags, wait_for
 from churn_platform_tests.helpers import event_table, put_table
 
 pytestmark = pytest.mark.e2e
@@ -50,16 +51,6 @@ query($id: String!) {
 }
 """
 
-LAUNCH_RUN = """
-mutation($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on Error { message }
-  }
-}
-"""
 
 MATERIALIZATIONS_QUERY = """
 query($key: AssetKeyInput!, $partition: String!) {
@@ -70,25 +61,6 @@ query($key: AssetKeyInput!, $partition: String!) {
 }
 """
 
-SENSOR_QUERY = """
-query($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) {
-    __typename
-    ... on Sensor {
-      targets { pipelineName }
-      sensorState {
-        status
-        ticks(limit: 5) { status timestamp runIds skipReason error { message } }
-      }
-    }
-    ... on Error { message }
-  }
-}
-"""
-
-
-def _tags(run: dict) -> dict[str, str]:
-    return {tag["key"]: tag["value"] for tag in run["tags"]}
 
 
 def _logs(dagster_dev, runs: list[dict]) -> str:
@@ -132,8 +104,8 @@ def test_backfill_of_a_date_range_is_one_run_and_lands_in_the_warehouse(dagster_
     assert len(runs) == 1, f"raw_events has a single-run backfill policy: {runs}"
     run = runs[0]
     assert run["status"] == "SUCCESS", _logs(dagster_dev, runs)
-    assert _tags(run)["dagster/asset_partition_range_start"] == days[0].isoformat()
-    assert _tags(run)["dagster/asset_partition_range_end"] == days[-1].isoformat()
+    assert run_tags(run)["dagster/asset_partition_range_start"] == days[0].isoformat()
+    assert run_tags(run)["dagster/asset_partition_range_end"] == days[-1].isoformat()
 
     # Other runs (the sensor's) may still hold the warehouse's writer lock.
     dagster_dev.wait_until_idle(RUN_TIMEOUT)
@@ -198,34 +170,6 @@ query($selector: SensorSelector!) {
 """
 STOP_SENSOR = "mutation($id: String!) { stopSensor(id: $id) { __typename } }"
 START_SENSOR = "mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) { __typename } }"
-PARTITION_STATUS_QUERY = """
-query($key: AssetKeyInput!) {
-  assetNodeOrError(assetKey: $key) {
-    __typename
-    ... on AssetNode {
-      assetPartitionStatuses { ... on TimePartitionStatuses { ranges { status startKey endKey } } }
-    }
-  }
-}
-"""
-
-
-def _partition_status(dagster_dev, asset: str, day: str) -> str | None:
-    """MATERIALIZED, FAILED or MATERIALIZING, as the asset's partition bar shows `day`."""
-    node = dagster_dev.graphql(PARTITION_STATUS_QUERY, key={"path": [asset]})["assetNodeOrError"]
-    for part in node["assetPartitionStatuses"]["ranges"]:
-        if part["startKey"] <= day <= part["endKey"]:
-            return part["status"]
-    return None
-
-
-def _wait_for(what: str, probe, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (found := probe()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(2)
-    return found
 
 
 def test_a_bad_day_never_hides_its_good_neighbour(dagster_dev):
@@ -236,7 +180,7 @@ def test_a_bad_day_never_hides_its_good_neighbour(dagster_dev):
     bad, good = (day.isoformat() for day in dagster_dev.seeded_days[:2])
     bucket = dagster_dev.settings.landing_bucket
     # The sensor's first ingest of the seeded days must be behind us, or it would take these files.
-    _wait_for("the sensor's first runs", lambda: dagster_dev.runs(tags={"dagster/sensor_name": LANDING_SENSOR}),
+    wait_for("the sensor's first runs", lambda: dagster_dev.runs(tags={"dagster/sensor_name": LANDING_SENSOR}),
               SENSOR_RUN_TIMEOUT)
     dagster_dev.wait_until_idle(RUN_TIMEOUT)
     assert dagster_dev.graphql(STOP_SENSOR, id=sensor_id)["stopSensor"]["__typename"] == "StopSensorMutationResult"
@@ -249,23 +193,23 @@ def test_a_bad_day_never_hides_its_good_neighbour(dagster_dev):
 
     range_tags = {"dagster/sensor_name": LANDING_SENSOR, "dagster/asset_partition_range_start": bad,
                   "dagster/asset_partition_range_end": good}
-    [ranged] = _wait_for("the range run", lambda: dagster_dev.runs(tags=range_tags), SENSOR_RUN_TIMEOUT)
+    [ranged] = wait_for("the range run", lambda: dagster_dev.runs(tags=range_tags), SENSOR_RUN_TIMEOUT)
     assert dagster_dev.wait_for_run(ranged["runId"], RUN_TIMEOUT)["status"] == "FAILURE"
-    assert _partition_status(dagster_dev, RAW_EVENTS, good) == "MATERIALIZED"
-    assert _partition_status(dagster_dev, RAW_EVENTS, bad) == "FAILED"
+    assert dagster_dev.partition_status(RAW_EVENTS, good) == "MATERIALIZED"
+    assert dagster_dev.partition_status(RAW_EVENTS, bad) == "FAILED"
     assert f"date={bad}/late.parquet: unreadable parquet" in dagster_dev.run_logs(ranged["runId"])
 
     followup_tags = {"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": good}
-    aggregate = _wait_for(
+    aggregate = wait_for(
         "the aggregate run of the good day",
         lambda: [r for r in dagster_dev.runs(tags=followup_tags) if r["runId"] != ranged["runId"]],
         SENSOR_RUN_TIMEOUT + RUN_TIMEOUT,
     )[0]
     dagster_dev.assert_run_succeeded(aggregate["runId"], RUN_TIMEOUT)
-    assert _partition_status(dagster_dev, "user_daily_activity", good) == "MATERIALIZED"
+    assert dagster_dev.partition_status("user_daily_activity", good) == "MATERIALIZED"
 
     def ticks_naming_the_bad_day():
         state = dagster_dev.graphql(SENSOR_QUERY, selector=selector)["sensorOrError"]["sensorState"]
         return [t for t in state["ticks"] if f"{bad}: waiting for new or changed files" in (t["skipReason"] or "")]
 
-    _wait_for("a sensor tick naming the day that waits for new files", ticks_naming_the_bad_day, SENSOR_RUN_TIMEOUT)
+    wait_for("a sensor tick naming the day that waits for new files", ticks_naming_the_bad_day, SENSOR_RUN_TIMEOUT)
