@@ -64,7 +64,7 @@ query($runId: ID!, $cursor: String) {
       events {
         __typename
         ... on MessageEvent { message level stepKey }
-        ... on ErrorEvent { error { message stack } }
+        ... on ErrorEvent { error { message stack cause { message } } }
       }
     }
     ... on Error { message }

@@ -9,45 +9,18 @@ import pytest
 
 from churn_platform.constants import CHAMPION_ALIAS, CHURN_SCORES, RAW_EVENTS, REGISTERED_MODEL_NAME
 from churn_platform.dev import topology
-from churn_platform.events import landing_key
 from churn_platform.jobs import INGEST_JOB, TRAINING_JOB
 from churn_platform.windows import WeekWindow
-from churn_platform_tests.dagster_ui import wait_for
-from churn_platform_tests.helpers import DEMO_END, K, event_table, put_table
+from churn_platform_tests.helpers import DEMO_END, K
 
 pytestmark = pytest.mark.stack
-
-LANDING_SENSOR = "s3_landing_sensor"
-SENSOR_RUN_TIMEOUT = 120
-RUN_TIMEOUT = 180
-TRAINING_TIMEOUT = 420
-
-
-def land_day(stack, day: dt.date, rows: int = 40, name: str = "part-000.parquet") -> None:
-    put_table(stack.s3, stack.landing_bucket, landing_key(day.isoformat(), name), event_table(day, rows))
-
-
-def sensor_runs(stack, day: dt.date) -> list[dict]:
-    return stack.runs(tags={"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": day.isoformat()})
-
-
-def wait_for_sensor_run(stack, day: dt.date) -> dict:
-    """The one run the sensor requests for `day`, once it succeeded."""
-    runs = wait_for(f"a sensor run for {day}", lambda: sensor_runs(stack, day), SENSOR_RUN_TIMEOUT)
-    assert len(runs) == 1, runs
-    return stack.assert_run_succeeded(runs[0]["runId"], RUN_TIMEOUT)
-
-
-def versions(stack) -> list[str]:
-    return sorted(v.version for v in stack.mlflow.search_model_versions(f"name='{REGISTERED_MODEL_NAME}'"))
-
 
 def test_a_landed_file_becomes_a_sensor_run_stored_in_postgres_with_logs_in_s3(production_stack):
     stack = production_stack
     day = DEMO_END + dt.timedelta(days=1)
-    land_day(stack, day, rows=40)
+    stack.land_day(day, rows=40)
 
-    run = wait_for_sensor_run(stack, day)
+    run = stack.wait_for_sensor_run(day)
     assert run["jobName"] == INGEST_JOB
     assert stack.partition_status(RAW_EVENTS, day.isoformat()) == "MATERIALIZED"
 
@@ -57,7 +30,7 @@ def test_a_landed_file_becomes_a_sensor_run_stored_in_postgres_with_logs_in_s3(p
     logs = stack.s3.list_objects_v2(Bucket=topology.COMPUTE_LOG_BUCKET, Prefix="compute-logs/storage/"
                                     f"{run['runId']}/")
     assert logs.get("KeyCount", 0) > 0, "no compute log of the run in S3"
-    stack.wait_until_idle(RUN_TIMEOUT)
+    stack.wait_until_idle(stack.run_timeout)
     with stack.warehouse().connect(read_only=True) as con:
         rows = con.execute("SELECT count(*) FROM raw_events WHERE event_date = ?", [day]).fetchone()[0]
     assert rows == 40
@@ -65,11 +38,11 @@ def test_a_landed_file_becomes_a_sensor_run_stored_in_postgres_with_logs_in_s3(p
 
 def test_the_weekly_job_trains_registers_on_the_tracking_server_and_scores(production_stack):
     stack = production_stack
-    before = versions(stack)
+    before = stack.model_versions()
     run_id = stack.launch_run(TRAINING_JOB, tags={"dagster/partition": K})
-    stack.assert_run_succeeded(run_id, TRAINING_TIMEOUT)
+    stack.assert_run_succeeded(run_id, stack.training_timeout)
 
-    after = versions(stack)
+    after = stack.model_versions()
     assert len(after) == len(before) + 1, (before, after)
     [new] = set(after) - set(before)
     version = stack.mlflow.get_model_version(REGISTERED_MODEL_NAME, new)
@@ -80,7 +53,7 @@ def test_the_weekly_job_trains_registers_on_the_tracking_server_and_scores(produ
     keys = [obj["Key"] for obj in artifacts.get("Contents", [])]
     assert any(version.run_id in key for key in keys), f"no artifact of run {version.run_id} in S3: {keys[:10]}"
 
-    stack.wait_until_idle(RUN_TIMEOUT)
+    stack.wait_until_idle(stack.run_timeout)
     as_of = WeekWindow.of(dt.date.fromisoformat(K)).last_as_of
     with stack.warehouse().connect(read_only=True) as con:
         scored = con.execute(f"SELECT count(*), min(model_version), max(model_version) FROM {CHURN_SCORES} "
