@@ -157,6 +157,7 @@ class ProductionStack:
             "MLFLOW_BACKEND_STORE_URI": self.postgres.url(topology.MLFLOW_DB),
             "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{topology.MLFLOW_ARTIFACT_BUCKET}",
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
+            "MLFLOW_SERVER_ALLOWED_HOSTS": f"{LOOPBACK}:{self.ports.mlflow},localhost:{self.ports.mlflow}",
         }
 
     def dagster_env(self) -> dict[str, str]:

@@ -99,7 +99,10 @@ PLATFORM_VARS = (
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",
 )
 AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-MLFLOW_SERVER_VARS = ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION")
+# MLFLOW_SERVER_ALLOWED_HOSTS: MLflow ≥3.5 answers 403 to a Host header that is not loopback or a
+# private IP (DNS-rebinding guard; /health is exempt), so clients that reach the server by a
+# name (compose's `mlflow`, a Kubernetes service) need that name listed.
+MLFLOW_SERVER_VARS = ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION", "MLFLOW_SERVER_ALLOWED_HOSTS")
 # Only where S3 is not AWS itself (the loopback server here); a deployment on AWS leaves it unset.
 S3_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "MLFLOW_S3_ENDPOINT_URL")
 OFFLINE_VARS = ("DAGSTER_DISABLE_TELEMETRY", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK",
