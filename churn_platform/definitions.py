@@ -33,7 +33,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=build_feature_gates(weekly, settings.gate_thresholds),
         jobs=jobs,
         schedules=build_schedules(training_job),
-        sensors=[build_landing_sensor(settings.start_date), build_run_failure_sensor(settings.ui_url)],
+        sensors=[
+            build_landing_sensor(settings.start_date,
+                                 minimum_interval_seconds=settings.landing_sensor_interval_seconds),
+            build_run_failure_sensor(settings.ui_url),
+        ],
         resources=build_resources(settings),
         # Steps share one process: a per-step process start costs more than our steps save
         # by running in parallel on a two-core machine with a single-writer warehouse.

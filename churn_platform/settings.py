@@ -45,6 +45,7 @@ class Settings:
     mlflow_ui_url: str | None
     local_s3_credentials: bool
     gate_thresholds: GateThresholds = GateThresholds()
+    landing_sensor_interval_seconds: int = 30
 
     @property
     def warehouse_path(self) -> Path:
@@ -81,10 +82,24 @@ class Settings:
             or ("http://127.0.0.1:5000" if environment == "local" else None),
             local_s3_credentials=environment == "local" and not env.get("AWS_ACCESS_KEY_ID"),
             gate_thresholds=GateThresholds.from_env(env),
+            landing_sensor_interval_seconds=_positive_int(env, "CHURN_LANDING_SENSOR_INTERVAL_SECONDS", 30),
         )
 
     def with_overrides(self, **changes) -> Settings:
         return replace(self, **changes)
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r}: expected a positive whole number of seconds")
+    return value
 
 
 def _default_s3_endpoint(environment: str, env: Mapping[str, str]) -> str | None:

@@ -56,3 +56,12 @@ def test_thresholds_are_frozen():
     with pytest.raises(AttributeError):
         GateThresholds().min_auc = 0.9  # type: ignore[misc]
     assert math.isfinite(GateThresholds().min_auc)
+
+
+def test_the_landing_sensor_interval_is_a_positive_number_of_seconds(tmp_path):
+    env = {"CHURN_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(env).landing_sensor_interval_seconds == 30
+    assert Settings.from_env({**env, "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": "5"}).landing_sensor_interval_seconds == 5
+    for bad in ("0", "-3", "soon"):
+        with pytest.raises(ValueError, match="CHURN_LANDING_SENSOR_INTERVAL_SECONDS"):
+            Settings.from_env({**env, "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": bad})

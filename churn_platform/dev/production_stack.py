@@ -31,8 +31,11 @@ from churn_platform.telemetry import OFFLINE_ENV
 LOOPBACK = "127.0.0.1"
 LOG_TAIL_LINES = 40
 POOL_LIMITS = {"training": 4, "promotion": 1}  # see dev/instance.py: the seed's limits
-# Variables of the caller's shell that would change what a service does: never inherited.
+# Variables of the caller's shell that would change what a service does: never inherited...
 _OWNED_PREFIXES = ("CHURN_", "DAGSTER_", "MLFLOW_", "AWS_", "PG")
+# ...except the operator's own knobs, which `make stack` hands to the Dagster services.
+_OPERATOR_PREFIXES = ("CHURN_GATE_",)
+_OPERATOR_VARS = ("CHURN_LANDING_SENSOR_INTERVAL_SECONDS", "SLACK_BOT_TOKEN", "CHURN_SLACK_CHANNEL")
 
 
 class StackError(RuntimeError):
@@ -180,6 +183,7 @@ class ProductionStack:
             "CHURN_START_DATE": start_date,
             "CHURN_DAGSTER_UI_URL": self.ui_url,
             "CHURN_MLFLOW_UI_URL": self.mlflow_url,
+            "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": "30",
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             # One retry policy: ours (backoff with jitter around every MLflow call), not MLflow's too.
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
@@ -299,7 +303,8 @@ def run_stack(root: Path, ports: topology.Ports, seed_users: int, seed_days: int
     from churn_platform.settings import Settings, default_demo_end_date
 
     layout = topology.Layout(root)
-    stack = ProductionStack(layout, s3_endpoint="", ports=ports)
+    knobs = {k: v for k, v in os.environ.items() if k.startswith(_OPERATOR_PREFIXES) or k in _OPERATOR_VARS}
+    stack = ProductionStack(layout, s3_endpoint="", ports=ports, extra_env=knobs)
     stack.check_ports_free()
     if port_in_use(ports.s3):
         raise StackError(f"port {ports.s3} (S3) is in use: is `make dev` running? Stop it first.")

@@ -87,6 +87,7 @@ def dagster_dev(tmp_path_factory) -> Iterator[DagsterDev]:
             "DAGSTER_HOME": str(tmp / "dagster_home"),
             "AWS_ENDPOINT_URL_S3": endpoint,
             "CHURN_START_DATE": first_day.isoformat(),
+            "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": "5",  # tests wait on ticks: keep them short
         }
         settings = Settings.from_env(env)
         install_instance_config(settings)

@@ -121,7 +121,7 @@ def production_stack(ingested_demo, training_inputs) -> Iterator[RunningStack]:
                            code_server=free_port())
     try:
         with local_s3_server(port=0) as endpoint:
-            stack = ProductionStack(layout, endpoint, ports, extra_env=dict(DEMO_GATES))
+            stack = ProductionStack(layout, endpoint, ports, extra_env={**DEMO_GATES, "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": "5"})
             with stack:
                 running = RunningStack(url=stack.ui_url, stack=stack)
                 running.wait_until_location_loaded()
