@@ -15,7 +15,7 @@ export PATH := $(BIN):$(PATH)
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v -e /target/ -e /logs/)
 MANIFEST := dbt_project/target/manifest.json
 
-.PHONY: install dev stack postgres test demo bench mlflow-ui clean
+.PHONY: install dev stack postgres test demo bench bench-stack mlflow-ui clean
 
 install: $(VENV)/.installed $(MANIFEST)
 
@@ -56,6 +56,10 @@ demo: install
 
 bench: install
 	$(BIN)/python -m bench $(SCALE)
+
+# `make stack` timed as a new user meets it: fresh cluster and seed, UI ready, first sensor run.
+bench-stack: install postgres
+	$(BIN)/python -m bench.stack_startup
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_DATA_DIR)/mlflow.db --host 127.0.0.1 --port 5000
