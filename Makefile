@@ -49,7 +49,7 @@ postgres:
 test: install postgres
 	scripts/ensure_chromium.sh
 	$(BIN)/dg check defs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 demo: install
 	$(BIN)/churn-platform demo

@@ -6,6 +6,7 @@ DuckDB's file lock and would never clash), and all four are released at the same
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ import pytest
 
 from churn_platform.ml.mlflow_io import connect
 from churn_platform.settings import PROJECT_ROOT
-from churn_platform_tests.helpers import DEMO_END, K, K_MINUS_4, demo_env, materialize, query
+from churn_platform_tests.helpers import DEMO_END, K, demo_env, materialize, query
 
 MIN_AUC = 0.6  # the small demo history trains to ~0.7: the default floor would refuse it
 DAY = DEMO_END.isoformat()  # in week K, whose as-of date it also is
@@ -28,8 +29,10 @@ RUNS = {
 
 
 @pytest.fixture
-def demo(demo_settings):
-    """A private copy of the ingested demo warehouse, with the AUC floor the demo can pass."""
+def demo(demo_settings, training_inputs):
+    """A private copy of the demo warehouse with week K's inputs built, and the AUC floor the
+    demo can pass."""
+    shutil.copy(training_inputs, demo_settings.warehouse_path)
     return demo_settings.with_overrides(
         gate_thresholds=dataclasses.replace(demo_settings.gate_thresholds, min_auc=MIN_AUC)
     )
@@ -95,9 +98,8 @@ def test_ingest_features_training_and_scores_at_once(demo, tmp_path):
     settings = demo
     dagster_home = _unpooled_instance(tmp_path / "dagster_home")
     with _workers(settings, dagster_home, tmp_path) as workers:
-        # The inputs of week K and a champion, built one run at a time.
-        assert materialize(settings, ["user_features"], K_MINUS_4).success
-        assert materialize(settings, ["user_features", "churn_labels", "churn_model", "promotion_decision"], K).success
+        # A champion, built alone (the inputs of week K come built with the warehouse).
+        assert materialize(settings, ["churn_model", "promotion_decision"], K).success
         before = _day_and_week(settings)
         ingested_at = query(settings, "SELECT ingested_at FROM ingested_days WHERE event_date = ?", [DAY])
 
