@@ -184,8 +184,7 @@ def test_compose_dagster_services_mount_the_compose_instance(compose):
 def test_compose_instance_differs_from_deploy_instance_only_in_run_launcher(instance, compose_instance):
     assert {k: v for k, v in compose_instance.items() if k != "run_launcher"} == \
         {k: v for k, v in instance.items() if k != "run_launcher"}
-    assert (instance["run_launcher"]["module"], instance["run_launcher"]["class"]) == \
-        ("churn_platform.run_launcher", "SingleHostRunLauncher")
+    assert instance["run_launcher"]["class"] == "DefaultRunLauncher"
     assert (compose_instance["run_launcher"]["module"], compose_instance["run_launcher"]["class"]) == \
         ("dagster_docker", "DockerRunLauncher")
 
