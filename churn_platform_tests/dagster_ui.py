@@ -93,6 +93,32 @@ mutation($params: ReexecutionParams!) {
 }
 """
 
+FINISHED_BACKFILL_STATUSES = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+
+BACKFILL_QUERY = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill {
+      status
+      error { message stack }
+      runs { runId status tags { key value } }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
 SENSOR_QUERY = """
 query($selector: SensorSelector!) {
   sensorOrError(sensorSelector: $selector) {
@@ -247,6 +273,19 @@ class DagsterUI:
                 if event.get("error"):
                     lines.append(event["error"]["message"] + "".join(event["error"]["stack"]))
         return "\n".join(lines)
+
+    def wait_for_backfill(self, backfill_id: str, timeout: float) -> dict:
+        """Poll until the backfill finishes; fail with its runs' logs if it does not in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            backfill = self.graphql(BACKFILL_QUERY, id=backfill_id)["partitionBackfillOrError"]
+            assert backfill["__typename"] == "PartitionBackfill", backfill
+            if backfill["status"] in FINISHED_BACKFILL_STATUSES:
+                return backfill
+            if time.monotonic() > deadline:
+                logs = "\n".join(self.run_logs(run["runId"]) for run in backfill["runs"])
+                pytest.fail(f"backfill {backfill_id} still {backfill['status']} after {timeout:.0f} s\n{logs}")
+            time.sleep(1)
 
     def partition_status(self, asset: str, partition: str) -> str | None:
         """MATERIALIZED, FAILED or MATERIALIZING, as the asset's partition bar shows `partition`."""

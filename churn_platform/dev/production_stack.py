@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from churn_platform.dev import topology
 from churn_platform.dev.instance import stop_process_group
 from churn_platform.dev.postgres import PostgresCluster
 from churn_platform.dev.s3 import ensure_bucket, s3_client
-from churn_platform.settings import LOCAL_S3_CREDENTIAL, PROJECT_ROOT, START_DATE_FILE
+from churn_platform.settings import LOCAL_S3_CREDENTIAL, START_DATE_FILE
 from churn_platform.telemetry import OFFLINE_ENV
 
 LOOPBACK = "127.0.0.1"
@@ -266,10 +267,14 @@ class ProductionStack:
                 raise StackError(f"setting the {pool} pool's limit failed:\n{done.stderr[-3000:]}")
 
     def stop(self) -> None:
-        """Dependents first: daemon and webserver, the code server, then MLflow and PostgreSQL."""
-        for name in reversed(topology.SERVICES):
-            if name in self.services:
-                self.services[name].stop()
+        """Dependents first, each tier at once: Dagster's three processes, then MLflow, then
+        PostgreSQL (last, so the others can still write their final state)."""
+        for tier in (("daemon", "webserver", "code_server"), ("mlflow",), ("postgres",)):
+            stopping = [threading.Thread(target=self.services[name].stop) for name in tier if name in self.services]
+            for thread in stopping:
+                thread.start()
+            for thread in stopping:
+                thread.join()
 
     def restart(self, name: str, timeout: float = 120) -> float:
         """Start a service that was stopped or killed; seconds until it is ready again."""

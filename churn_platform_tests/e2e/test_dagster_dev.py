@@ -13,7 +13,7 @@ from churn_platform.constants import RAW_EVENTS
 from churn_platform.events import day_prefix, landing_key
 from churn_platform.jobs import INGEST_JOB
 from churn_platform.resources.warehouse import DuckDBWarehouse
-from churn_platform_tests.dagster_ui import LAUNCH_RUN, SENSOR_QUERY, run_tags, wait_for
+from churn_platform_tests.dagster_ui import LAUNCH_BACKFILL, LAUNCH_RUN, SENSOR_QUERY, run_tags, wait_for
 from churn_platform_tests.helpers import event_table, put_table
 
 pytestmark = pytest.mark.e2e
@@ -23,33 +23,6 @@ RAW_EVENTS_KEY = {"path": [RAW_EVENTS]}
 RUN_TIMEOUT = 120
 BACKFILL_TIMEOUT = 150
 SENSOR_RUN_TIMEOUT = 90
-FINISHED_BACKFILL_STATUSES = {
-    "COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED",
-}
-
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on Error { message }
-  }
-}
-"""
-
-BACKFILL_QUERY = """
-query($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill {
-      status
-      error { message stack }
-      runs { runId status tags { key value } }
-    }
-    ... on Error { message }
-  }
-}
-"""
 
 
 MATERIALIZATIONS_QUERY = """
@@ -65,19 +38,6 @@ query($key: AssetKeyInput!, $partition: String!) {
 
 def _logs(dagster_dev, runs: list[dict]) -> str:
     return "\n".join(dagster_dev.run_logs(run["runId"]) for run in runs)
-
-
-def _wait_for_backfill(dagster_dev, backfill_id: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        backfill = dagster_dev.graphql(BACKFILL_QUERY, id=backfill_id)["partitionBackfillOrError"]
-        assert backfill["__typename"] == "PartitionBackfill", backfill
-        if backfill["status"] in FINISHED_BACKFILL_STATUSES:
-            return backfill
-        if time.monotonic() > deadline:
-            pytest.fail(f"backfill {backfill_id} still {backfill['status']} after {timeout} s\n"
-                        f"{_logs(dagster_dev, backfill['runs'])}")
-        time.sleep(1)
 
 
 def _landed_rows(dagster_dev, day: dt.date) -> int:
@@ -98,7 +58,7 @@ def test_backfill_of_a_date_range_is_one_run_and_lands_in_the_warehouse(dagster_
     })["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
 
-    backfill = _wait_for_backfill(dagster_dev, launched["backfillId"], BACKFILL_TIMEOUT)
+    backfill = dagster_dev.wait_for_backfill(launched["backfillId"], BACKFILL_TIMEOUT)
     runs = backfill["runs"]
     assert backfill["status"] == "COMPLETED_SUCCESS", f"{backfill}\n{_logs(dagster_dev, runs)}"
     assert len(runs) == 1, f"raw_events has a single-run backfill policy: {runs}"

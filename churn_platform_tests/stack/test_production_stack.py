@@ -10,7 +10,9 @@ import pytest
 from churn_platform.constants import CHAMPION_ALIAS, CHURN_SCORES, RAW_EVENTS, REGISTERED_MODEL_NAME
 from churn_platform.dev import topology
 from churn_platform.jobs import INGEST_JOB, TRAINING_JOB
+from churn_platform.schedules import WEEKLY_TRAINING_SCHEDULE
 from churn_platform.windows import WeekWindow
+from churn_platform_tests.dagster_ui import LAUNCH_BACKFILL
 from churn_platform_tests.helpers import DEMO_END, K
 
 pytestmark = pytest.mark.stack
@@ -59,3 +61,50 @@ def test_the_weekly_job_trains_registers_on_the_tracking_server_and_scores(produ
         scored = con.execute(f"SELECT count(*), min(model_version), max(model_version) FROM {CHURN_SCORES} "
                              "WHERE as_of_date = ?", [as_of]).fetchone()
     assert scored[0] > 0 and scored[1] == scored[2] == new, scored
+
+
+SCHEDULE_QUERY = """
+query($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) {
+    __typename
+    ... on Schedule {
+      cronSchedule
+      executionTimezone
+      scheduleState { status }
+      futureTicks(limit: 1) { results { timestamp } }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+
+def test_a_backfill_runs_once_and_the_weekly_schedule_is_on_as_in_make_dev(production_stack):
+    stack = production_stack
+    days = [DEMO_END + dt.timedelta(days=40 + i) for i in range(2)]
+    for day in days:  # one at a time: landed together, the sensor would ingest them in one range run
+        stack.land_day(day, rows=30)
+        stack.wait_for_sensor_run(day)
+    stack.wait_until_idle(stack.run_timeout)
+
+    # The operator re-runs both days from the UI: one run (single-run backfill), the same rows.
+    launched = stack.graphql(LAUNCH_BACKFILL, params={
+        "assetSelection": [{"path": [RAW_EVENTS]}], "partitionNames": [day.isoformat() for day in days],
+    })["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill = stack.wait_for_backfill(launched["backfillId"], stack.run_timeout)
+    assert backfill["status"] == "COMPLETED_SUCCESS", backfill
+    assert len(backfill["runs"]) == 1 and backfill["runs"][0]["status"] == "SUCCESS", backfill["runs"]
+    stack.wait_until_idle(stack.run_timeout)
+    with stack.warehouse().connect(read_only=True) as con:
+        counts = dict(con.execute("SELECT event_date, count(*) FROM raw_events WHERE event_date IN (?, ?) "
+                                  "GROUP BY event_date", days).fetchall())
+    assert counts == dict.fromkeys(days, 30), counts
+
+    selector = {**stack.repository_selector(), "scheduleName": WEEKLY_TRAINING_SCHEDULE}
+    schedule = stack.graphql(SCHEDULE_QUERY, selector=selector)["scheduleOrError"]
+    assert schedule["__typename"] == "Schedule", schedule
+    assert schedule["scheduleState"]["status"] == "RUNNING"
+    assert (schedule["cronSchedule"], schedule["executionTimezone"]) == ("0 1 * * 1", "UTC")
+    next_tick = dt.datetime.fromtimestamp(schedule["futureTicks"]["results"][0]["timestamp"], dt.timezone.utc)
+    assert (next_tick.weekday(), next_tick.hour, next_tick.minute) == (0, 1, 0), next_tick
