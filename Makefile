@@ -15,9 +15,18 @@ export PATH := $(BIN):$(PATH)
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v -e /target/ -e /logs/)
 MANIFEST := dbt_project/target/manifest.json
 
-.PHONY: install dev stack postgres test demo bench bench-stack mlflow-ui clean
+.PHONY: install install-spark dev stack postgres test demo bench bench-stack mlflow-ui clean
 
 install: $(VENV)/.installed $(MANIFEST)
+
+# The Spark engine's packages (requirements-spark.lock): needed by `make test`, and by the other
+# targets only when CHURN_ENGINE=spark, so `make dev` stays a DuckDB-sized install.
+install-spark: $(VENV)/.spark-installed
+SPARK_IF_CHOSEN := $(if $(filter spark,$(CHURN_ENGINE)),install-spark)
+
+$(VENV)/.spark-installed: requirements-spark.lock $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -r requirements-spark.lock
+	touch $@
 
 # requirements-dev.lock includes requirements.lock (runtime) and adds moto, pytest and dg.
 $(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml setup.py
@@ -33,12 +42,12 @@ $(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
 	$(BIN)/dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project --target duckdb
 	touch $@
 
-dev: install
+dev: install $(SPARK_IF_CHOSEN)
 	$(BIN)/churn-platform dev
 
 # The production topology on loopback: PostgreSQL, MLflow server, Dagster code server, webserver
 # and daemon (README, "Production"). Debian's PostgreSQL server is installed if missing.
-stack: install postgres
+stack: install $(SPARK_IF_CHOSEN) postgres
 	$(BIN)/churn-platform stack
 
 postgres:
@@ -46,19 +55,19 @@ postgres:
 		{ echo "installing PostgreSQL (Debian package postgresql) ..."; \
 		  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q postgresql >/dev/null; }
 
-test: install postgres
+test: install install-spark postgres
 	scripts/ensure_chromium.sh
 	$(BIN)/dg check defs
 	$(BIN)/python -m pytest -q --durations=15
 
-demo: install
+demo: install $(SPARK_IF_CHOSEN)
 	$(BIN)/churn-platform demo
 
-bench: install
+bench: install install-spark
 	$(BIN)/python -m bench $(SCALE)
 
 # `make stack` timed as a new user meets it: fresh cluster and seed, UI ready, first sensor run.
-bench-stack: install postgres
+bench-stack: install $(SPARK_IF_CHOSEN) postgres
 	$(BIN)/python -m bench.stack_startup
 
 mlflow-ui: install

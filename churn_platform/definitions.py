@@ -26,9 +26,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     training_job = next(job for job in jobs if job.name == TRAINING_JOB)
     return dg.Definitions(
         assets=[
-            build_raw_events(daily, settings.gate_thresholds),
+            build_raw_events(daily, settings.gate_thresholds, settings.engine),
             *build_dbt_assets(daily, weekly),
-            *build_model_assets(weekly, settings.gate_thresholds),
+            *build_model_assets(weekly, settings.gate_thresholds, settings.engine),
         ],
         asset_checks=build_feature_gates(weekly, settings.gate_thresholds),
         jobs=jobs,

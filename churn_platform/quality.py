@@ -24,8 +24,7 @@ def feature_metrics(con, as_of_dates: list[dt.date]) -> dict[dt.date, dict[str, 
     )
     rows = con.execute(
         f"SELECT as_of_date, count(*) AS population, {selects} FROM user_features "
-        "WHERE as_of_date IN (SELECT unnest(?::DATE[])) GROUP BY as_of_date",
-        [list(as_of_dates)],
+        f"WHERE as_of_date IN ({_date_list(as_of_dates)}) GROUP BY as_of_date"
     ).fetchall()
     names = [d[0] for d in con.description][1:]
     found = {row[0]: _numbers(names, row[1:]) for row in rows}
@@ -36,8 +35,7 @@ def label_metrics(con, as_of_dates: list[dt.date]) -> dict[dt.date, dict[str, fl
     """Per label as-of date: labelled population, churners and churn rate (0 without rows)."""
     rows = con.execute(
         "SELECT as_of_date, count(*), coalesce(sum(churned), 0) FROM churn_labels "
-        "WHERE as_of_date IN (SELECT unnest(?::DATE[])) GROUP BY as_of_date",
-        [list(as_of_dates)],
+        f"WHERE as_of_date IN ({_date_list(as_of_dates)}) GROUP BY as_of_date"
     ).fetchall()
     found = {as_of: (int(n), int(churners)) for as_of, n, churners in rows}
     metrics = {}
@@ -49,6 +47,11 @@ def label_metrics(con, as_of_dates: list[dt.date]) -> dict[dt.date, dict[str, fl
             "churn_rate": churners / population if population else 0.0,
         }
     return metrics
+
+
+def _date_list(as_of_dates: list[dt.date]) -> str:
+    """Date literals both engines read (dates are ours, never user text)."""
+    return ", ".join(f"DATE '{d.isoformat()}'" for d in as_of_dates)
 
 
 def _numbers(names: list[str], values) -> dict[str, float]:

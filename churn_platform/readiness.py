@@ -5,13 +5,14 @@ Each returns a list of human-readable problems, empty when the inputs are comple
 
 import datetime as dt
 
+from churn_platform.resources.warehouse import table_exists
 from churn_platform.windows import days
 
 
 def days_not_ingested(con, first: dt.date, last: dt.date) -> list[str]:
     """Days of [first, last] that raw_events has not loaded."""
     loaded = set()
-    if _has_table(con, "ingested_days"):
+    if table_exists(con, "ingested_days"):
         loaded = {
             row[0]
             for row in con.execute(
@@ -35,7 +36,7 @@ def days_missing_activity(con, first: dt.date, last: dt.date) -> list[str]:
             """,
             [first, last],
         ).fetchall()
-    ] if _has_table(con, "user_daily_activity") else days(first, last)
+    ] if table_exists(con, "user_daily_activity") else days(first, last)
     return [f"user_daily_activity not built for {len(missing)} day(s): {_span(missing)}"] if missing else []
 
 
@@ -43,7 +44,7 @@ def feature_dates_missing(con, first: dt.date, last: dt.date) -> list[str]:
     """Weekly as-of dates in [first, last] without user_features rows."""
     wanted = days(first, last)[::7]
     present = set()
-    if _has_table(con, "user_features"):
+    if table_exists(con, "user_features"):
         present = {
             row[0]
             for row in con.execute(
@@ -53,12 +54,6 @@ def feature_dates_missing(con, first: dt.date, last: dt.date) -> list[str]:
         }
     missing = [d for d in wanted if d not in present]
     return [f"user_features not materialized for as-of {_span(missing)}"] if missing else []
-
-
-def _has_table(con, name: str) -> bool:
-    return bool(
-        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
-    )
 
 
 def _span(days: list[dt.date]) -> str:

@@ -23,7 +23,7 @@ DEFAULT_DEMO_DAYS = 150
 START_DATE_FILE = "start_date"  # written by `churn-platform seed` into CHURN_DATA_DIR
 ENVIRONMENTS = ("local", "prod")
 DEFAULT_LOCAL_S3_PORT = 9000
-DEFAULT_DBT_TARGET = "duckdb"  # dbt_project/profiles.yml: the DuckDB warehouse, local and prod alike
+ENGINES = ("duckdb", "spark")  # CHURN_ENGINE: the warehouse engine (docs/contract.md §6)
 LOCAL_S3_CREDENTIAL = "local"  # the loopback S3 server accepts any key; never used in prod
 
 
@@ -38,7 +38,7 @@ class Settings:
     s3_endpoint_url: str | None = field(repr=False)  # may carry credentials
     mlflow_tracking_uri: str = field(repr=False)
     start_date: dt.date
-    dbt_target: str
+    dbt_target: str  # a target of dbt_project/profiles.yml; by default the engine's local one
     slack_channel: str | None
     slack_token_set: bool  # the token itself is read from SLACK_BOT_TOKEN by the resource
     ui_url: str
@@ -46,6 +46,13 @@ class Settings:
     local_s3_credentials: bool
     gate_thresholds: GateThresholds = GateThresholds()
     landing_sensor_interval_seconds: int = 30
+    engine: str = "duckdb"
+    spark_conf_file: str | None = None  # a cluster's settings (spark-defaults format); local when unset
+
+    @property
+    def spark_dir(self) -> Path:
+        """The local Spark engine's tables, metastore and staging area."""
+        return self.data_dir / "spark"
 
     @property
     def warehouse_path(self) -> Path:
@@ -66,6 +73,9 @@ class Settings:
         if environment not in ENVIRONMENTS:
             raise ValueError(f"CHURN_ENV={environment!r}: expected one of {ENVIRONMENTS}")
         data_dir = Path(env.get("CHURN_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+        engine = env.get("CHURN_ENGINE") or "duckdb"
+        if engine not in ENGINES:
+            raise ValueError(f"CHURN_ENGINE={engine!r}: expected one of {ENGINES}")
         return cls(
             environment=environment,
             data_dir=data_dir,
@@ -74,7 +84,7 @@ class Settings:
             s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or _default_s3_endpoint(environment, env),
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir}/mlflow.db",
             start_date=_resolve_start_date(env, data_dir),
-            dbt_target=env.get("CHURN_DBT_TARGET") or DEFAULT_DBT_TARGET,
+            dbt_target=env.get("CHURN_DBT_TARGET") or engine,
             slack_channel=env.get("CHURN_SLACK_CHANNEL") or None,
             slack_token_set=bool(env.get("SLACK_BOT_TOKEN")),
             ui_url=env.get("CHURN_DAGSTER_UI_URL") or "http://127.0.0.1:3000",
@@ -83,6 +93,8 @@ class Settings:
             local_s3_credentials=environment == "local" and not env.get("AWS_ACCESS_KEY_ID"),
             gate_thresholds=GateThresholds.from_env(env),
             landing_sensor_interval_seconds=_positive_int(env, "CHURN_LANDING_SENSOR_INTERVAL_SECONDS", 30),
+            engine=engine,
+            spark_conf_file=env.get("CHURN_SPARK_CONF_FILE") or None,
         )
 
     def with_overrides(self, **changes) -> Settings:

@@ -23,7 +23,7 @@ from churn_platform.partitions import (
 from churn_platform.quality import feature_metrics, label_metrics
 from churn_platform.readiness import days_missing_activity, days_not_ingested, feature_dates_missing
 from churn_platform.resources.dbt import DBT_PROJECT, OfflineDbtCliResource
-from churn_platform.resources.warehouse import DuckDBWarehouse
+from churn_platform.resources.warehouse import Warehouse
 from churn_platform.windows import WeekWindow
 
 
@@ -105,7 +105,7 @@ def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
     # lookback vs the label window), and one node can only carry one mapping per input.
     @_partitioned_dbt_assets(USER_FEATURES, weekly)
     def features(
-        context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource, warehouse: DuckDBWarehouse
+        context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource, warehouse: Warehouse
     ):
         """Contract features at each weekly as-of date (docs/contract.md §3), once their days landed."""
         weeks = week_window(context.partition_time_window)
@@ -120,7 +120,7 @@ def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
 
     @_partitioned_dbt_assets(CHURN_LABELS, weekly)
     def labels(
-        context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource, warehouse: DuckDBWarehouse
+        context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource, warehouse: Warehouse
     ):
         """Churn labels of the as-of date whose label window closes at the partition's Sunday.
 

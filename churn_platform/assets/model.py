@@ -27,7 +27,8 @@ from churn_platform.partitions import TRAINING_FEATURES_MAPPING, week_window
 from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform.resources.notify import Notifier
 from churn_platform.gate_thresholds import GateThresholds
-from churn_platform.resources.warehouse import CHURN_SCORES_DDL, DuckDBWarehouse
+from churn_platform.resources.spark_warehouse import SparkWarehouse
+from churn_platform.resources.warehouse import CHURN_SCORES_DDL, DuckDBWarehouse, Warehouse
 from churn_platform.retries import EXTERNAL_SERVICE_RETRY
 
 
@@ -49,7 +50,7 @@ def training_as_of(context: dg.AssetExecutionContext) -> dt.date:
     return week_window(context.partition_time_window).training_as_of
 
 
-def load_training_set(warehouse: DuckDBWarehouse, as_of: dt.date):
+def load_training_set(warehouse: Warehouse, as_of: dt.date):
     with warehouse.connect(read_only=True) as con:
         return con.execute(
             """
@@ -74,7 +75,7 @@ def _latest_model_metadata(context: dg.AssetExecutionContext) -> dict:
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
-def build_model_assets(weekly, thresholds: GateThresholds) -> list[dg.AssetsDefinition]:
+def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[dg.AssetsDefinition]:
     min_rows = thresholds.min_training_rows
     min_auc = thresholds.min_auc
     min_delta = thresholds.min_auc_delta
@@ -93,7 +94,7 @@ def build_model_assets(weekly, thresholds: GateThresholds) -> list[dg.AssetsDefi
         check_specs=[auc_floor_spec(min_auc)],
     )
     def churn_model(
-        context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: DuckDBWarehouse,
+        context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: Warehouse,
         mlflow: MlflowRegistry,
     ):
         """Churn classifier trained on the features four weeks back joined with their labels.
@@ -189,25 +190,47 @@ def build_model_assets(weekly, thresholds: GateThresholds) -> list[dg.AssetsDefi
             }
         )
 
-    @dg.asset(
+    scores_asset = dg.asset(
         name=CHURN_SCORES,
         group_name=MODEL_GROUP,
         partitions_def=weekly,
         deps=[USER_FEATURES, PROMOTION_DECISION],
         pool=WAREHOUSE_POOL,
         retry_policy=EXTERNAL_SERVICE_RETRY,
-        kinds={"duckdb", "mlflow"},
+        kinds={engine, "mlflow"},
+        description="Churn probability of every user in the week's features, from the champion model.",
     )
-    def churn_scores(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, mlflow: MlflowRegistry):
-        """Churn probability of every user in the week's features, from the champion model."""
-        from churn_platform.ml.mlflow_io import version_number
-        from churn_platform.ml.training import prepare_features
 
+    def champion_model(mlflow: MlflowRegistry):
         champion = mlflow.champion()
         if champion is None:
             raise dg.Failure("no champion model yet: materialize churn_model and promotion_decision first",
                              allow_retries=False)
-        model = mlflow.load_model(champion)
+        return champion, mlflow.load_model(champion)
+
+    if engine == "spark":
+        @scores_asset
+        def churn_scores_on_spark(context: dg.AssetExecutionContext, warehouse: SparkWarehouse,
+                                  mlflow: MlflowRegistry, spark_jobs: dg.PipesSubprocessClient):
+            from churn_platform.ml.mlflow_io import version_number
+            from churn_platform.spark.scoring import score_on_spark
+
+            champion, model = champion_model(mlflow)
+            as_of = week_window(context.partition_time_window).last_as_of
+            scored = score_on_spark(context, warehouse, spark_jobs, model, version_number(champion), as_of)
+            if not scored["rows"]:
+                raise dg.Failure(f"user_features has no rows at as-of {as_of}", allow_retries=False)
+            return dg.MaterializeResult(metadata={"as_of_date": as_of.isoformat(),
+                                                  "model_version": version_number(champion), **scored})
+
+        return [churn_model, promotion_decision, churn_scores_on_spark]
+
+    @scores_asset
+    def churn_scores(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, mlflow: MlflowRegistry):
+        from churn_platform.ml.mlflow_io import version_number
+        from churn_platform.ml.training import prepare_features
+
+        champion, model = champion_model(mlflow)
         as_of = week_window(context.partition_time_window).last_as_of
         with warehouse.connect(read_only=True) as con:
             features = con.execute(

@@ -2,6 +2,7 @@
 
 
 import datetime as dt
+import sys
 
 import dagster as dg
 
@@ -14,9 +15,11 @@ from churn_platform.constants import INGEST_GROUP, RAW_EVENTS, WAREHOUSE_POOL
 from churn_platform.events import day_prefix, parse_landing_key
 from churn_platform.gate_thresholds import GateThresholds
 from churn_platform.ingest.load import DayIngest, load_day
-from churn_platform.ingest.validation import BadFileError, read_landed_file
+from churn_platform.ingest.validation import BadFileError, LandedFile, read_landed_file
 from churn_platform.partitions import day_range
 from churn_platform.resources.landing import LandingZone
+from churn_platform.ingest.staging import clear, stage_day
+from churn_platform.resources.spark_warehouse import SparkWarehouse
 from churn_platform.resources.warehouse import DuckDBWarehouse
 from churn_platform.retries import EXTERNAL_SERVICE_RETRY
 
@@ -34,7 +37,8 @@ class DayFailure(Exception):
         self.bad_input = bad_input
 
 
-def _ingest_day(landing: LandingZone, warehouse_con, day: dt.date, log) -> DayIngest:
+def _read_day(landing: LandingZone, day: dt.date, log) -> list[LandedFile]:
+    """The day's landed files, each validated and conformed to the contract."""
     keys = landing.day_keys(day.isoformat())
     parquet_keys = [k for k in keys if parse_landing_key(k) == day.isoformat()]
     ignored = sorted(set(keys) - set(parquet_keys))
@@ -58,6 +62,11 @@ def _ingest_day(landing: LandingZone, warehouse_con, day: dt.date, log) -> DayIn
         raise DayFailure(day, f"every file under {landing.uri(day_prefix(day))} holds 0 rows "
                               f"({', '.join(f.key for f in files)}); the day's previous rows are kept",
                          bad_input=True)
+    return files
+
+
+def _ingest_day(landing: LandingZone, warehouse_con, day: dt.date, log) -> DayIngest:
+    files = _read_day(landing, day, log)
     try:
         return load_day(warehouse_con, day, files)
     except Exception as err:  # the day's transaction rolled back; its previous rows stand
@@ -110,58 +119,134 @@ def _warehouse_schema(con) -> dict[str, str]:
     return dict(rows)
 
 
-def build_raw_events(daily, thresholds: GateThresholds) -> dg.AssetsDefinition:
-    @dg.asset(
+def _load_on_duckdb(context, landing: LandingZone, warehouse: DuckDBWarehouse, days: list[dt.date]):
+    """Each day in its own transaction; returns (loaded, failures, the table's schema)."""
+    loaded: list[DayIngest] = []
+    failures: list[DayFailure] = []
+    with warehouse.connect() as con:
+        warehouse.ensure_raw_tables(con)
+        for day in days:
+            try:
+                loaded.append(_ingest_day(landing, con, day, context.log))
+            except DayFailure as err:
+                context.log.error(str(err))
+                failures.append(err)
+        schema = _warehouse_schema(con)
+    return loaded, failures, schema
+
+
+def _load_on_spark(context, landing: LandingZone, warehouse: SparkWarehouse,
+                   spark_jobs: dg.PipesSubprocessClient, days: list[dt.date]):
+    """Stage every readable day, then one Spark job loads them (churn_platform/spark/ingest_job.py)."""
+    failures: list[DayFailure] = []
+    staged: dict[dt.date, list[LandedFile]] = {}
+    staging_dir = warehouse.staging_dir() / context.run_id
+    try:
+        for day in days:
+            try:
+                files = _read_day(landing, day, context.log)
+            except DayFailure as err:
+                context.log.error(str(err))
+                failures.append(err)
+                continue
+            stage_day(staging_dir, day, files)
+            staged[day] = files
+        if not staged:
+            return [], failures, None
+        with warehouse.lock(exclusive=True):
+            messages = spark_jobs.run(
+                command=[sys.executable, "-m", "churn_platform.spark.ingest_job"],
+                context=context,
+                extras={"staging_uri": str(staging_dir),
+                        "files_by_day": {d.isoformat(): len(f) for d, f in staged.items()}},
+                env=warehouse.job_environment(),
+                cwd=warehouse.spark_dir,
+            ).get_custom_messages()
+    finally:
+        clear(staging_dir)
+    schema = next(m["schema"] for m in messages if "schema" in m)
+    loaded = [_spark_day(m, staged) for m in messages if "day" in m]
+    return loaded, failures, schema
+
+
+def _spark_day(message: dict, staged: dict[dt.date, list[LandedFile]]) -> DayIngest:
+    day = dt.date.fromisoformat(message["day"])
+    files = staged[day]
+    return DayIngest(
+        day=day,
+        files=len(files),
+        rows_in=message["rows_in"],
+        rows_loaded=message["rows_loaded"],
+        duplicates_removed=message["valid"] - message["rows_loaded"],
+        rejected_by_reason=message["rejected_by_reason"],
+        extra_columns={f.key: list(f.extra_columns) for f in files if f.extra_columns},
+    )
+
+
+def _results(loaded: list[DayIngest], failures: list[DayFailure], days: int, schema, thresholds):
+    """The run's outcome, the same on both engines: per-day materializations and a failure
+    naming the bad days, or one materialization and the checks."""
+    if failures:
+        yield from _partial_failure(loaded, failures, days)
+    by_reason = rejected_by_reason(loaded)
+    yield dg.MaterializeResult(
+        metadata={
+            "rows": sum(d.rows_loaded for d in loaded),
+            "files": sum(d.files for d in loaded),
+            "days": len(loaded),
+            "duplicates_removed": sum(d.duplicates_removed for d in loaded),
+            "rejected_rows": sum(by_reason.values()),
+            **{f"rejected_{reason}": n for reason, n in by_reason.items()},
+            "extra_columns": {k: v for d in loaded for k, v in d.extra_columns.items()},
+        }
+    )
+    yield from raw_events_check_results(loaded, schema, thresholds)
+
+
+def _log_days(context, loaded: list[DayIngest]) -> None:
+    for result in loaded:
+        context.log.info(
+            f"{result.day}: {result.rows_loaded} rows from {result.files} file(s), "
+            f"{result.duplicates_removed} duplicates removed, {result.rejected} rejected"
+        )
+
+
+_DESCRIPTION = """Product events of each UTC day from the S3 landing zone, validated and deduplicated.
+
+Bad rows are quarantined in `raw_events_rejected` with their reason; a bad file fails
+its day with the key named, and the other days of the run still load and show as
+materialized.
+"""
+
+
+def build_raw_events(daily, thresholds: GateThresholds, engine: str) -> dg.AssetsDefinition:
+    asset = dg.asset(
         name=RAW_EVENTS,
         group_name=INGEST_GROUP,
         partitions_def=daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
         retry_policy=EXTERNAL_SERVICE_RETRY,
-        kinds={"s3", "duckdb"},
+        kinds={"s3", engine},
         check_specs=raw_events_check_specs(thresholds),
+        description=_DESCRIPTION,
     )
-    def raw_events(
-        context: dg.AssetExecutionContext, landing: LandingZone, warehouse: DuckDBWarehouse
-    ):
-        """Product events of each UTC day from the S3 landing zone, validated and deduplicated.
+    if engine == "spark":
+        @asset
+        def raw_events_on_spark(context: dg.AssetExecutionContext, landing: LandingZone,
+                                warehouse: SparkWarehouse, spark_jobs: dg.PipesSubprocessClient):
+            days = day_range(context.partition_time_window)
+            loaded, failures, schema = _load_on_spark(context, landing, warehouse, spark_jobs, days)
+            _log_days(context, loaded)
+            yield from _results(loaded, failures, len(days), schema, thresholds)
 
-        Bad rows are quarantined in `raw_events_rejected` with their reason; a bad file fails
-        its day with the key named, and the other days of the run still load and show as
-        materialized.
-        """
+        return raw_events_on_spark
+
+    @asset
+    def raw_events(context: dg.AssetExecutionContext, landing: LandingZone, warehouse: DuckDBWarehouse):
         days = day_range(context.partition_time_window)
-        loaded: list[DayIngest] = []
-        failures: list[DayFailure] = []
-        with warehouse.connect() as con:
-            warehouse.ensure_raw_tables(con)
-            for day in days:
-                try:
-                    result = _ingest_day(landing, con, day, context.log)
-                except DayFailure as err:
-                    context.log.error(str(err))
-                    failures.append(err)
-                    continue
-                loaded.append(result)
-                context.log.info(
-                    f"{day}: {result.rows_loaded} rows from {result.files} file(s), "
-                    f"{result.duplicates_removed} duplicates removed, {result.rejected} rejected"
-                )
-            schema = _warehouse_schema(con)
-        if failures:
-            yield from _partial_failure(loaded, failures, len(days))
-        by_reason = rejected_by_reason(loaded)
-        yield dg.MaterializeResult(
-            metadata={
-                "rows": sum(d.rows_loaded for d in loaded),
-                "files": sum(d.files for d in loaded),
-                "days": len(loaded),
-                "duplicates_removed": sum(d.duplicates_removed for d in loaded),
-                "rejected_rows": sum(by_reason.values()),
-                **{f"rejected_{reason}": n for reason, n in by_reason.items()},
-                "extra_columns": {k: v for d in loaded for k, v in d.extra_columns.items()},
-            }
-        )
-        yield from raw_events_check_results(loaded, schema, thresholds)
+        loaded, failures, schema = _load_on_duckdb(context, landing, warehouse, days)
+        _log_days(context, loaded)
+        yield from _results(loaded, failures, len(days), schema, thresholds)
 
     return raw_events

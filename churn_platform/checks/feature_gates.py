@@ -13,7 +13,7 @@ from churn_platform.constants import CHURN_LABELS, USER_FEATURES, WAREHOUSE_POOL
 from churn_platform.gate_thresholds import GateThresholds
 from churn_platform.partitions import week_window
 from churn_platform.quality import feature_metrics, label_metrics
-from churn_platform.resources.warehouse import DuckDBWarehouse
+from churn_platform.resources.warehouse import Warehouse
 
 
 def _result(passed: bool, per_date: dict[dt.date, dict], threshold: dict) -> dg.AssetCheckResult:
@@ -49,32 +49,32 @@ def build_feature_gates(weekly, thresholds: GateThresholds) -> list[dg.AssetChec
     max_null = thresholds.max_null_rate
     min_rate, max_rate = thresholds.min_churn_rate, thresholds.max_churn_rate
 
-    def features_of(context, warehouse: DuckDBWarehouse) -> dict[dt.date, dict]:
+    def features_of(context, warehouse: Warehouse) -> dict[dt.date, dict]:
         with warehouse.connect(read_only=True) as con:
             return feature_metrics(con, week_window(context.partition_time_window).as_of_dates())
 
-    def labels_of(context, warehouse: DuckDBWarehouse) -> dict[dt.date, dict]:
+    def labels_of(context, warehouse: Warehouse) -> dict[dt.date, dict]:
         with warehouse.connect(read_only=True) as con:
             return label_metrics(con, week_window(context.partition_time_window).label_as_of_dates())
 
     @dg.asset_check(asset=USER_FEATURES, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"Population at each as-of date is at least {min_rows} users.")
-    def user_features_min_population(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
+    def user_features_min_population(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         return population_gate(features_of(context, warehouse), min_rows)
 
     @dg.asset_check(asset=USER_FEATURES, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"No feature column is more than {max_null:.0%} null.")
-    def user_features_max_null_rate(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
+    def user_features_max_null_rate(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         return null_rate_gate(features_of(context, warehouse), max_null)
 
     @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"Labelled population is at least {min_rows} users.")
-    def churn_labels_min_population(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
+    def churn_labels_min_population(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         return population_gate(labels_of(context, warehouse), min_rows)
 
     @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"Churn rate lies within [{min_rate:.1%}, {max_rate:.0%}].")
-    def churn_labels_churn_rate(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
+    def churn_labels_churn_rate(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         return churn_rate_gate(labels_of(context, warehouse), min_rate, max_rate)
 
     return [user_features_min_population, user_features_max_null_rate,

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 
 from churn_platform.dev.instance import configure_pools, install_instance_config
 from churn_platform.dev.landing import land_demo_events
@@ -41,6 +40,7 @@ from churn_platform.constants import (
     USER_FEATURES,
 )
 from churn_platform.definitions import build_definitions
+from churn_platform.resources import build_warehouse
 from churn_platform.events import LANDING_PREFIX, parse_landing_key
 from churn_platform.jobs import INGEST_JOB
 from churn_platform.settings import Settings, default_demo_end_date
@@ -76,6 +76,7 @@ class Week:
 class DemoResult:
     start_date: dt.date
     end_date: dt.date
+    engine: str
     landed_files: int
     seeded_events: int | None  # None when the bucket already had data
     raw: dict[str, Any]  # raw_events materialization metadata of the ingest run
@@ -90,7 +91,7 @@ class DemoResult:
                   if self.seeded_events is not None
                   else f"{self.landed_files} files already landed (not reseeded)")
         lines = [
-            f"Demo data {self.start_date}..{self.end_date}: {landed}",
+            f"Demo data {self.start_date}..{self.end_date}: {landed}; engine {self.engine}",
             f"raw_events: {self.raw['rows']:,} rows from {self.raw['files']} files over "
             f"{self.raw['days']} days ({self.raw['duplicates_removed']:,} duplicates removed, "
             f"{self.raw['rejected_rows']:,} rejected)",
@@ -229,6 +230,7 @@ def run_demo(
     return DemoResult(
         start_date=settings.start_date,
         end_date=dates[-1],
+        engine=settings.engine,
         landed_files=files,
         seeded_events=seeded_events,
         raw=_metadata(ingest, RAW_EVENTS),
@@ -310,7 +312,7 @@ def _week(settings: Settings, partition_key: str, result: dg.ExecuteInProcessRes
     """A training run's model and decision, with the labelled population it trained on."""
     model = _metadata(result, CHURN_MODEL)
     as_of = dt.date.fromisoformat(model["training_as_of"])
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+    with build_warehouse(settings).connect(read_only=True) as con:
         population, churn_rate = con.execute(
             "SELECT count(*), avg(churned) FROM churn_labels WHERE as_of_date = ?", [as_of]
         ).fetchone()

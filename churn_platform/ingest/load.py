@@ -1,7 +1,7 @@
 """Load one day of landed files into the warehouse, atomically.
 
-Row-level rules are SQL so every rejected row is counted by reason and kept in
-`raw_events_rejected` (nothing is silently dropped). A day's rows are replaced in one
+Row-level rules are SQL (`rules.py`, shared with the Spark engine) so every rejected row is
+counted by reason and kept in `raw_events_rejected` (nothing is silently dropped). A day's rows are replaced in one
 transaction: a rerun or a re-landed file never doubles or half-writes a partition.
 """
 
@@ -13,43 +13,8 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from churn_platform.events import EVENT_TYPES, MAX_SESSION_SECONDS, PAYMENT_STATUSES, PLAN_TIERS
+from churn_platform.ingest.rules import DEDUPE_ORDER, reason_expression
 from churn_platform.ingest.validation import LandedFile
-
-
-def _sql_list(values: tuple[str, ...]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
-
-
-# First matching rule wins; a row with no reason is loaded.
-REJECTION_RULES: tuple[tuple[str, str], ...] = (
-    ("null_event_id", "event_id IS NULL OR event_id = ''"),
-    ("null_user_id", "user_id IS NULL"),
-    ("null_event_type", "event_type IS NULL"),
-    ("unknown_event_type", f"event_type NOT IN ({_sql_list(EVENT_TYPES)})"),
-    ("null_event_ts", "event_ts IS NULL"),
-    ("wrong_date", "CAST(event_ts AS DATE) <> $day"),
-    # Every event carries the user's plan at that moment; features need the latest one.
-    ("null_plan_tier", "plan_tier IS NULL"),
-    ("unknown_plan_tier", f"plan_tier NOT IN ({_sql_list(PLAN_TIERS)})"),
-    (
-        "session_without_seconds",
-        "event_type = 'session' AND (session_seconds IS NULL OR session_seconds < 0"
-        f" OR isnan(session_seconds) OR NOT session_seconds < {MAX_SESSION_SECONDS:.0f})",
-    ),
-    (
-        "payment_without_status",
-        f"event_type = 'payment' AND (payment_status IS NULL"
-        f" OR payment_status NOT IN ({_sql_list(PAYMENT_STATUSES)}))",
-    ),
-    ("seconds_on_non_session", "event_type <> 'session' AND session_seconds IS NOT NULL"),
-    ("status_on_non_payment", "event_type <> 'payment' AND payment_status IS NOT NULL"),
-)
-
-
-def _reason_expression() -> str:
-    cases = " ".join(f"WHEN {condition} THEN '{reason}'" for reason, condition in REJECTION_RULES)
-    return f"CASE {cases} ELSE NULL END"
 
 
 _INSERT_VALID = """
@@ -69,11 +34,11 @@ def _has_duplicates(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _insert_valid_rows(deduplicate: bool) -> str:
-    """Valid rows, one per event_id (the first by source key when an event landed twice)."""
+    """Valid rows, one per event_id (the first in DEDUPE_ORDER when an event landed twice)."""
     if not deduplicate:
         return _INSERT_VALID
     return _INSERT_VALID + (
-        " QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY source_key, event_ts) = 1"
+        f" QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY {DEDUPE_ORDER}) = 1"
     )
 
 
@@ -103,7 +68,7 @@ def load_day(con: duckdb.DuckDBPyConnection, day: dt.date, files: list[LandedFil
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE classified AS "
-            f"SELECT *, {_reason_expression()} AS reason FROM landed",
+            f"SELECT *, {reason_expression('$day')} AS reason FROM landed",
             {"day": day},
         )
         con.execute("DELETE FROM raw_events WHERE event_date = $day", {"day": day})

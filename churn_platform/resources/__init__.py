@@ -11,8 +11,10 @@ from churn_platform.resources.landing import LandingZone
 from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform.resources.notify import Notifier
 from churn_platform.redaction import has_credentials
-from churn_platform.resources.warehouse import DuckDBWarehouse
+from churn_platform.resources.spark_warehouse import SparkWarehouse
+from churn_platform.resources.warehouse import DuckDBWarehouse, Warehouse
 from churn_platform.settings import LOCAL_S3_CREDENTIAL, Settings
+from churn_platform.spark.conf import spark_conf
 
 
 def _secret_safe(value: str | None, env_var: str):
@@ -49,10 +51,20 @@ def build_mlflow_registry(settings: Settings) -> MlflowRegistry:
     )
 
 
+def build_warehouse(settings: Settings) -> Warehouse:
+    """The engine's warehouse (CHURN_ENGINE): a DuckDB file, or tables in a Spark catalog."""
+    if settings.engine == "spark":
+        return SparkWarehouse(spark_dir=str(settings.spark_dir),
+                              conf=spark_conf(settings.spark_dir, settings.spark_conf_file))
+    return DuckDBWarehouse(path=str(settings.warehouse_path))
+
+
 def build_resources(settings: Settings) -> dict:
     s3 = build_s3(settings)
-    warehouse = DuckDBWarehouse(path=str(settings.warehouse_path))
+    warehouse = build_warehouse(settings)
+    engine_resources = {"spark_jobs": dg.PipesSubprocessClient()} if settings.engine == "spark" else {}
     return {
+        **engine_resources,
         "s3": s3,
         "landing": LandingZone(s3=s3, bucket=settings.landing_bucket),
         "warehouse": warehouse,

@@ -16,7 +16,7 @@ from pathlib import Path
 from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
-from churn_platform.resources.warehouse import DuckDBWarehouse
+from churn_platform.resources.warehouse import Warehouse
 from churn_platform.settings import DBT_PROJECT_DIR
 from churn_platform.warehouse_lock import HeldLock
 
@@ -51,7 +51,7 @@ class OfflineDbtCliResource(DbtCliResource):
     """
 
     data_dir: str
-    warehouse: DuckDBWarehouse
+    warehouse: Warehouse
 
     @cached_property
     def _cli_version(self) -> version.Version:

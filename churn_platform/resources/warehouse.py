@@ -1,4 +1,4 @@
-"""The DuckDB warehouse: one file, one writer at a time."""
+"""The warehouse an engine keeps its tables in, and the DuckDB one: one file, one writer at a time."""
 
 
 import random
@@ -64,7 +64,32 @@ class WarehouseLockedError(RuntimeError):
     """Another process holds the DuckDB file after every retry."""
 
 
-class DuckDBWarehouse(dg.ConfigurableResource):
+class Warehouse(dg.ConfigurableResource):
+    """What the assets ask of a warehouse, whatever the engine: its lock (held around every
+    dbt run too) and a connection whose `execute(sql, params)` speaks the SQL both engines
+    share (`?` parameters, fetchall/fetchone/df)."""
+
+    @property
+    def engine(self) -> str:
+        raise NotImplementedError
+
+    def lock(self, exclusive: bool) -> HeldLock:
+        raise NotImplementedError
+
+    def connect(self, read_only: bool = False):
+        raise NotImplementedError
+
+
+def table_exists(con, name: str) -> bool:
+    """Whether the warehouse has table `name` (Spark has no information_schema)."""
+    if hasattr(con, "table_exists"):
+        return con.table_exists(name)
+    return bool(
+        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
+    )
+
+
+class DuckDBWarehouse(Warehouse):
     """The local warehouse file. Every connection first takes the warehouse lock
     (churn_platform/warehouse_lock.py), so runs queue on the file whether or not Dagster's pools
     are configured; a short retry on DuckDB's own lock covers processes outside the platform.
@@ -75,6 +100,10 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     lock_timeout_seconds: float = 3600.0  # a writer may hold it for a whole ingest run (its max runtime)
     lock_retries: int = 20
     lock_backoff_seconds: float = 0.25
+
+    @property
+    def engine(self) -> str:
+        return "duckdb"
 
     def lock(self, exclusive: bool) -> HeldLock:
         """The warehouse lock: exclusive to write (also held around every dbt run), shared to read."""

@@ -6,5 +6,5 @@
   (MAX_SESSION_SECONDS in churn_platform/events.py).
 #}
 {% macro exact_sum(value) -%}
-    cast(sum(cast({{ value }} as {{ dbt.type_numeric() }})) as double precision)
+    cast(sum(cast({{ value }} as {{ dbt.type_numeric() }})) as {{ double_type() }})
 {%- endmacro %}

@@ -16,3 +16,8 @@
 {% macro duckdb__latest_value(value, order_by) -%}
     arg_max({{ value }}, struct_pack({% for column in order_by %}k{{ loop.index }} := {{ column }}{% if not loop.last %}, {% endif %}{% endfor %}))
 {%- endmacro %}
+
+
+{% macro spark__latest_value(value, order_by) -%}
+    max_by({{ value }}, struct({{ order_by | join(', ') }}))
+{%- endmacro %}

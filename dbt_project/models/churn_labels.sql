@@ -1,8 +1,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_window_before_rerun('as_of_date', label_window()) }}",
+        **window_replacement('as_of_date', 'label_window')
     )
 }}
 

@@ -1,8 +1,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_window_before_rerun('activity_date', daily_window()) }}",
+        **window_replacement('activity_date', 'daily_window')
     )
 }}
 
@@ -39,7 +38,7 @@ select
     cast(event_counts.user_id as {{ dbt.type_bigint() }}) as user_id,
     cast(event_counts.logins as {{ dbt.type_int() }}) as logins,
     cast(event_counts.sessions as {{ dbt.type_int() }}) as sessions,
-    cast(event_counts.session_seconds_sum as double precision) as session_seconds_sum,
+    cast(event_counts.session_seconds_sum as {{ double_type() }}) as session_seconds_sum,
     cast(event_counts.payment_attempts as {{ dbt.type_int() }}) as payment_attempts,
     cast(event_counts.payment_failures as {{ dbt.type_int() }}) as payment_failures,
     cast(event_counts.support_tickets as {{ dbt.type_int() }}) as support_tickets,

@@ -1,8 +1,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_window_before_rerun('as_of_date', weekly_window()) }}",
+        **window_replacement('as_of_date', 'weekly_window')
     )
 }}
 
@@ -60,7 +59,7 @@ select
     ) as days_since_last_login,
     cast(window_totals.payment_attempts_30d as {{ dbt.type_int() }}) as payment_attempts_30d,
     cast(window_totals.payment_failures_30d as {{ dbt.type_int() }}) as payment_failures_30d,
-    cast(window_totals.payment_failures_30d as double precision)
+    cast(window_totals.payment_failures_30d as {{ double_type() }})
         / case when window_totals.payment_attempts_30d > 0 then window_totals.payment_attempts_30d else 1 end
         as payment_failure_rate,
     cast(
@@ -68,7 +67,7 @@ select
             when window_totals.sessions_7d > 0 then window_totals.session_seconds_7d / window_totals.sessions_7d
             else 0
         end
-        as double precision
+        as {{ double_type() }}
     ) as avg_session_length_7d,
     cast(window_totals.support_tickets_90d as {{ dbt.type_int() }}) as support_tickets_90d,
     latest_plan_tier.plan_tier

@@ -1,0 +1,61 @@
+"""Spark scoring: the champion over one as-of date's features, launched through Dagster Pipes.
+
+The orchestrator loads the champion through its verified path (skops, our trusted types:
+churn_platform/ml/artifacts.py) and hands it over as a skops file; this job loads it with the
+same trusted types and applies it per Arrow batch on the executors (mapInPandas), so scoring
+scales with users. Not `mlflow.pyfunc.spark_udf`: that loads through the flavor's own loader,
+which trusts the types the artifact lists, and calls `predict`, not `predict_proba`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from churn_platform.spark.tables import CHURN_SCORES_DDL
+
+SCORES_SCHEMA = "user_id BIGINT, churn_probability DOUBLE, model_version STRING, as_of_date DATE"
+
+
+def _scorer(model, model_version: str):
+    def score(batches):
+        from churn_platform.ml.training import prepare_features
+
+        for features in batches:
+            scores = features[["user_id"]].copy()
+            scores["churn_probability"] = model.predict_proba(prepare_features(features))[:, 1]
+            scores["model_version"] = model_version
+            scores["as_of_date"] = features["as_of_date"]
+            yield scores
+
+    return score
+
+
+def main() -> None:
+    import skops.io
+    from dagster_pipes import open_dagster_pipes
+
+    from churn_platform.ml.training import SKOPS_TRUSTED_TYPES
+    from churn_platform.spark.conf import session
+
+    with open_dagster_pipes() as pipes:
+        as_of = pipes.get_extra("as_of_date")
+        version = pipes.get_extra("model_version")
+        model = skops.io.load(pipes.get_extra("model_path"), trusted=list(SKOPS_TRUSTED_TYPES))
+        spark = session(json.loads(os.environ["CHURN_SPARK_CONF"]))
+        spark.sql(CHURN_SCORES_DDL)
+        features = spark.table("user_features").where(f"as_of_date = DATE '{as_of}'")
+        features.mapInPandas(_scorer(model, version), SCORES_SCHEMA).createOrReplaceTempView("scores")
+        spark.sql("INSERT OVERWRITE TABLE churn_scores PARTITION (as_of_date) SELECT * FROM scores")
+        rows, mean, above = spark.sql(
+            "SELECT count(*), avg(churn_probability), avg(CASE WHEN churn_probability > 0.5 THEN 1.0 ELSE 0.0 END) "
+            f"FROM churn_scores WHERE as_of_date = DATE '{as_of}'"
+        ).collect()[0]
+        pipes.log.info(f"scored {rows} users at as-of {as_of} with model v{version}")
+        pipes.report_custom_message({"rows": rows, "mean_churn_probability": mean,
+                                     "share_above_0_5": None if above is None else float(above)})
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()
