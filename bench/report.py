@@ -40,6 +40,7 @@ def _metadata(details: dict, asset: str, key: str):
 
 def _notes(name: str, m: Measurement) -> str:
     d = m.details
+    name = name.removeprefix("spark_")
     load = f"imports+definitions {d['load_seconds']:.2f} s" if "load_seconds" in d else ""
     match name:
         case "noop" | "noop_range":
@@ -78,6 +79,9 @@ LABELS = {
     "floor_ingest": "floor: DuckDB read+write of every file",
     "features_prev": "platform: user_features K-4 (setup for labels)",
     "features": "platform: user_features+churn_labels K",
+    "spark_ingest": "Spark engine: ingest_job, all days, one run",
+    "spark_features_prev": "Spark engine: user_features K-4 (setup for labels)",
+    "spark_features": "Spark engine: user_features+churn_labels K",
     "floor_features": "floor: one DuckDB scan -> features A + labels A-28",
     "model": "platform: churn_model+promotion_decision+churn_scores K",
     "estimators": "training: HGB default vs GBC300, same split",
@@ -130,6 +134,11 @@ def _ratios(result: ScaleResult) -> list[str]:
             lines.append(f"| baseline end to end / platform end to end (ingest + K-4 + K + model, process walls) | "
                          f"{_ratio(m['baseline_pandas'].process_seconds, platform)} | "
                          f"{m['baseline_pandas'].process_seconds:.2f} / {platform:.2f} s |")
+    for step in ("ingest", "features"):
+        if step in m and f"spark_{step}" in m:
+            spark, duck = m[f"spark_{step}"], m[step]
+            lines.append(f"| Spark engine {step} / DuckDB engine {step} | {_ratio(spark.seconds, duck.seconds)} "
+                         f"| {spark.seconds:.2f} / {duck.seconds:.2f} s |")
     if "estimators" in m:
         d = m["estimators"].details
         lines.append(f"| baseline GBC300 fit / platform HGB fit | {_ratio(d['gbc300_fit_seconds'], d['hgb_fit_seconds'])} "

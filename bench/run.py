@@ -58,8 +58,10 @@ def prepare(scale_dir: Path, env: dict[str, str]) -> None:
 class ScaleBench:
     """Runs the tasks of one scale; each measurement is `repeats` fresh child processes."""
 
-    def __init__(self, scale: Scale, scale_dir: Path, env: dict[str, str], repeats: int, profile: bool = False):
+    def __init__(self, scale: Scale, scale_dir: Path, env: dict[str, str], repeats: int, profile: bool = False,
+                 spark: bool = True):
         self.scale = scale
+        self.spark = spark
         self.dir = scale_dir
         self.env = env
         self.repeats = repeats
@@ -71,7 +73,7 @@ class ScaleBench:
 
     def measure(self, result: ScaleResult, name: str, label: str, task: str, params: dict,
                 repeats: int | None = None, before_each=None, memory_limit_bytes: int | None = None,
-                profiled: bool = False) -> None:
+                profiled: bool = False, env: dict[str, str] | None = None) -> None:
         """Run a task `repeats` times; a failure is recorded and ends this measurement.
 
         With profiling on, a `profiled` task runs once more under cProfile (not measured).
@@ -82,7 +84,7 @@ class ScaleBench:
             if before_each:
                 before_each()
             try:
-                run = run_child(task, params, self.env, self.dir / "work" / name, memory_limit_bytes)
+                run = run_child(task, params, env or self.env, self.dir / "work" / name, memory_limit_bytes)
             except ChildFailed as err:
                 self.say(f"{label}: FAILED\n{err}")
                 lines = str(err).splitlines()
@@ -147,6 +149,8 @@ class ScaleBench:
                      {"assets": FEATURE_ASSETS, "partition": scale.week}, profiled=True)
         self.measure(result, "floor_features", "floor features+labels (one DuckDB scan)", "floor_features",
                      {"glob": data.glob, "database": floor_db, **weeks})
+        if self.spark:
+            self._measure_spark(result, days)
         self.measure(result, "model", f"platform churn_model+promotion_decision+churn_scores {scale.week}",
                      "materialize", {"assets": MODEL_ASSETS, "partition": scale.week}, profiled=True)
         self.measure(result, "estimators", "HGB default vs GBC300 on the platform's training set",
@@ -165,6 +169,22 @@ class ScaleBench:
                                           scale.as_of, scale.label_as_of)
             self.say(f"same features and labels as the platform: {_diff_summary(result.diffs)}")
         return result
+
+
+    def _measure_spark(self, result: ScaleResult, days: dict[str, str]) -> None:
+        """The same ingest and weekly runs on the Spark engine (CHURN_ENGINE=spark), once each:
+        Spark on two local cores is minutes, and what matters is the ratio to DuckDB."""
+        scale = self.scale
+        env = {**self.env, "CHURN_ENGINE": "spark", "CHURN_DATA_DIR": str(self.dir / "spark_data")}
+        self.measure(result, "spark_ingest", f"Spark ingest_job over {scale.days} days", "ingest", days,
+                     repeats=1, env=env)
+        if "spark_ingest" in result.failures:
+            return
+        self.measure(result, "spark_features_prev", f"Spark user_features {scale.training_week} (setup)",
+                     "materialize", {"assets": ["user_features"], "partition": scale.training_week},
+                     repeats=1, env=env)
+        self.measure(result, "spark_features", f"Spark user_features+churn_labels {scale.week}", "materialize",
+                     {"assets": FEATURE_ASSETS, "partition": scale.week}, repeats=1, env=env)
 
 
 def profile_summary(stats_path: Path, lines: int = 40) -> str:

@@ -36,7 +36,8 @@ POOL_LIMITS = {"training": 4, "promotion": 1}  # see dev/instance.py: the seed's
 _OWNED_PREFIXES = ("CHURN_", "DAGSTER_", "MLFLOW_", "AWS_", "PG")
 # ...except the operator's own knobs, which `make stack` hands to the Dagster services.
 _OPERATOR_PREFIXES = ("CHURN_GATE_",)
-_OPERATOR_VARS = ("CHURN_LANDING_SENSOR_INTERVAL_SECONDS", "SLACK_BOT_TOKEN", "CHURN_SLACK_CHANNEL")
+_OPERATOR_VARS = ("CHURN_LANDING_SENSOR_INTERVAL_SECONDS", "SLACK_BOT_TOKEN", "CHURN_SLACK_CHANNEL",
+                  "CHURN_ENGINE", "CHURN_SPARK_CONF_FILE")
 
 
 class StackError(RuntimeError):
