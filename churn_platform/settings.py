@@ -27,6 +27,35 @@ ENGINES = ("duckdb", "spark")  # CHURN_ENGINE: the warehouse engine (docs/contra
 LOCAL_S3_CREDENTIAL = "local"  # the loopback S3 server accepts any key; never used in prod
 
 
+SPARK_JOB_LAUNCHERS = ("local", "emr-serverless")
+_EMR_VARS = ("CHURN_EMR_APPLICATION_ID", "CHURN_EMR_EXECUTION_ROLE_ARN", "CHURN_SPARK_CODE_URI", "CHURN_PIPES_BUCKET")
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """How the Spark engine reaches its cluster (README, "The Spark engine"); local when unset."""
+
+    conf_file: str | None = None  # the cluster's settings (spark-defaults format) over the local ones
+    staging_uri: str | None = None  # where jobs read handed-over files (an s3:// prefix on a cluster)
+    jobs: str = "local"  # how PySpark jobs are launched: a subprocess, or EMR Serverless through Pipes
+    emr: dict[str, str] = field(default_factory=dict)  # _EMR_VARS, when jobs == "emr-serverless"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SparkSettings:
+        jobs = env.get("CHURN_SPARK_JOBS") or "local"
+        if jobs not in SPARK_JOB_LAUNCHERS:
+            raise ValueError(f"CHURN_SPARK_JOBS={jobs!r}: expected one of {SPARK_JOB_LAUNCHERS}")
+        emr = {name: env.get(name, "") for name in _EMR_VARS} if jobs == "emr-serverless" else {}
+        missing = [name for name, value in emr.items() if not value]
+        if missing:
+            raise ValueError(f"CHURN_SPARK_JOBS=emr-serverless needs {', '.join(missing)}")
+        staging = env.get("CHURN_SPARK_STAGING_URI") or None
+        if jobs == "emr-serverless" and not (staging or "").startswith("s3://"):
+            raise ValueError("CHURN_SPARK_JOBS=emr-serverless needs CHURN_SPARK_STAGING_URI=s3://... "
+                             "(the cluster cannot read this host's disk)")
+        return cls(conf_file=env.get("CHURN_SPARK_CONF_FILE") or None, staging_uri=staging, jobs=jobs, emr=emr)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything environment-specific, resolved once."""
@@ -47,7 +76,7 @@ class Settings:
     gate_thresholds: GateThresholds = GateThresholds()
     landing_sensor_interval_seconds: int = 30
     engine: str = "duckdb"
-    spark_conf_file: str | None = None  # a cluster's settings (spark-defaults format); local when unset
+    spark: SparkSettings = SparkSettings()
 
     @property
     def spark_dir(self) -> Path:
@@ -94,7 +123,7 @@ class Settings:
             gate_thresholds=GateThresholds.from_env(env),
             landing_sensor_interval_seconds=_positive_int(env, "CHURN_LANDING_SENSOR_INTERVAL_SECONDS", 30),
             engine=engine,
-            spark_conf_file=env.get("CHURN_SPARK_CONF_FILE") or None,
+            spark=SparkSettings.from_env(env),
         )
 
     def with_overrides(self, **changes) -> Settings:

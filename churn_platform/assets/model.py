@@ -27,6 +27,7 @@ from churn_platform.partitions import TRAINING_FEATURES_MAPPING, week_window
 from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform.resources.notify import Notifier
 from churn_platform.gate_thresholds import GateThresholds
+from churn_platform.resources.spark_jobs import SparkJobs
 from churn_platform.resources.spark_warehouse import SparkWarehouse
 from churn_platform.resources.warehouse import CHURN_SCORES_DDL, DuckDBWarehouse, Warehouse
 from churn_platform.retries import EXTERNAL_SERVICE_RETRY
@@ -211,7 +212,7 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
     if engine == "spark":
         @scores_asset
         def churn_scores_on_spark(context: dg.AssetExecutionContext, warehouse: SparkWarehouse,
-                                  mlflow: MlflowRegistry, spark_jobs: dg.PipesSubprocessClient):
+                                  mlflow: MlflowRegistry, spark_jobs: SparkJobs):
             from churn_platform.ml.mlflow_io import version_number
             from churn_platform.spark.scoring import score_on_spark
 

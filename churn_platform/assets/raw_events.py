@@ -2,7 +2,7 @@
 
 
 import datetime as dt
-import sys
+from typing import NamedTuple
 
 import dagster as dg
 
@@ -18,7 +18,8 @@ from churn_platform.ingest.load import DayIngest, load_day
 from churn_platform.ingest.validation import BadFileError, LandedFile, read_landed_file
 from churn_platform.partitions import day_range
 from churn_platform.resources.landing import LandingZone
-from churn_platform.ingest.staging import clear, stage_day
+from churn_platform.ingest.staging import StagingArea, day_table
+from churn_platform.resources.spark_jobs import SparkJobs
 from churn_platform.resources.spark_warehouse import SparkWarehouse
 from churn_platform.resources.warehouse import DuckDBWarehouse
 from churn_platform.retries import EXTERNAL_SERVICE_RETRY
@@ -131,16 +132,23 @@ def _load_on_duckdb(context, landing: LandingZone, warehouse: DuckDBWarehouse, d
             except DayFailure as err:
                 context.log.error(str(err))
                 failures.append(err)
+                continue
+            _log_days(context, loaded[-1:])  # as each day commits: the log shows progress
         schema = _warehouse_schema(con)
     return loaded, failures, schema
 
 
-def _load_on_spark(context, landing: LandingZone, warehouse: SparkWarehouse,
-                   spark_jobs: dg.PipesSubprocessClient, days: list[dt.date]):
+class _StagedDay(NamedTuple):
+    files: int
+    extra_columns: dict[str, list[str]]
+
+
+def _load_on_spark(context, landing: LandingZone, warehouse: SparkWarehouse, spark_jobs: SparkJobs,
+                   days: list[dt.date]):
     """Stage every readable day, then one Spark job loads them (churn_platform/spark/ingest_job.py)."""
     failures: list[DayFailure] = []
-    staged: dict[dt.date, list[LandedFile]] = {}
-    staging_dir = warehouse.staging_dir() / context.run_id
+    staged: dict[dt.date, _StagedDay] = {}  # what a day's files were, not their rows: one day in memory
+    staging = StagingArea(warehouse.staging_root(), context.run_id)
     try:
         for day in days:
             try:
@@ -149,37 +157,31 @@ def _load_on_spark(context, landing: LandingZone, warehouse: SparkWarehouse,
                 context.log.error(str(err))
                 failures.append(err)
                 continue
-            stage_day(staging_dir, day, files)
-            staged[day] = files
+            staging.put(f"{day.isoformat()}.parquet", day_table(day, files))
+            staged[day] = _StagedDay(len(files), {f.key: list(f.extra_columns) for f in files if f.extra_columns})
         if not staged:
             return [], failures, None
-        with warehouse.lock(exclusive=True):
-            messages = spark_jobs.run(
-                command=[sys.executable, "-m", "churn_platform.spark.ingest_job"],
-                context=context,
-                extras={"staging_uri": str(staging_dir),
-                        "files_by_day": {d.isoformat(): len(f) for d, f in staged.items()}},
-                env=warehouse.job_environment(),
-                cwd=warehouse.spark_dir,
-            ).get_custom_messages()
+        messages = spark_jobs.run(context, "ingest_job", {
+            "staging_uri": staging.uri, "files_by_day": {d.isoformat(): f.files for d, f in staged.items()},
+        }, warehouse)
     finally:
-        clear(staging_dir)
+        staging.clear()
     schema = next(m["schema"] for m in messages if "schema" in m)
     loaded = [_spark_day(m, staged) for m in messages if "day" in m]
     return loaded, failures, schema
 
 
-def _spark_day(message: dict, staged: dict[dt.date, list[LandedFile]]) -> DayIngest:
+def _spark_day(message: dict, staged: dict[dt.date, _StagedDay]) -> DayIngest:
     day = dt.date.fromisoformat(message["day"])
     files = staged[day]
     return DayIngest(
         day=day,
-        files=len(files),
+        files=files.files,
         rows_in=message["rows_in"],
         rows_loaded=message["rows_loaded"],
         duplicates_removed=message["valid"] - message["rows_loaded"],
         rejected_by_reason=message["rejected_by_reason"],
-        extra_columns={f.key: list(f.extra_columns) for f in files if f.extra_columns},
+        extra_columns=files.extra_columns,
     )
 
 
@@ -234,10 +236,10 @@ def build_raw_events(daily, thresholds: GateThresholds, engine: str) -> dg.Asset
     if engine == "spark":
         @asset
         def raw_events_on_spark(context: dg.AssetExecutionContext, landing: LandingZone,
-                                warehouse: SparkWarehouse, spark_jobs: dg.PipesSubprocessClient):
+                                warehouse: SparkWarehouse, spark_jobs: SparkJobs):
             days = day_range(context.partition_time_window)
             loaded, failures, schema = _load_on_spark(context, landing, warehouse, spark_jobs, days)
-            _log_days(context, loaded)
+            _log_days(context, loaded)  # the job commits every staged day at once
             yield from _results(loaded, failures, len(days), schema, thresholds)
 
         return raw_events_on_spark
@@ -246,7 +248,6 @@ def build_raw_events(daily, thresholds: GateThresholds, engine: str) -> dg.Asset
     def raw_events(context: dg.AssetExecutionContext, landing: LandingZone, warehouse: DuckDBWarehouse):
         days = day_range(context.partition_time_window)
         loaded, failures, schema = _load_on_duckdb(context, landing, warehouse, days)
-        _log_days(context, loaded)
         yield from _results(loaded, failures, len(days), schema, thresholds)
 
     return raw_events

@@ -35,9 +35,9 @@ POOL_LIMITS = {"training": 4, "promotion": 1}  # see dev/instance.py: the seed's
 # Variables of the caller's shell that would change what a service does: never inherited...
 _OWNED_PREFIXES = ("CHURN_", "DAGSTER_", "MLFLOW_", "AWS_", "PG")
 # ...except the operator's own knobs, which `make stack` hands to the Dagster services.
-_OPERATOR_PREFIXES = ("CHURN_GATE_",)
+_OPERATOR_PREFIXES = ("CHURN_GATE_", "CHURN_SPARK_", "CHURN_EMR_")
 _OPERATOR_VARS = ("CHURN_LANDING_SENSOR_INTERVAL_SECONDS", "SLACK_BOT_TOKEN", "CHURN_SLACK_CHANNEL",
-                  "CHURN_ENGINE", "CHURN_SPARK_CONF_FILE")
+                  "CHURN_ENGINE", "CHURN_DBT_TARGET", "CHURN_PIPES_BUCKET")
 
 
 class StackError(RuntimeError):

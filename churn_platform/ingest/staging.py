@@ -1,32 +1,66 @@
-"""Staging for the Spark ingest: a day's landed files, conformed, as one parquet file.
+"""The staging area: where the orchestrator hands files to Spark jobs.
 
-Spark reads the staging area, not the landing bucket: the local Spark has no S3 connector
-(README, "Spark"). The files are validated and conformed here, by the same code as the DuckDB
-ingest (`validation.py`), so a bad file fails its day the same way on both engines.
-Timestamps are written in microseconds: Spark 3.5 cannot read parquet nanoseconds.
+Spark reads staged days, not the landing bucket: the local Spark has no S3 connector (README,
+"The Spark engine"), and a day's files are validated and conformed here by the same code as
+the DuckDB ingest (`validation.py`), so a bad file fails its day the same way on both engines.
+Locally the area is a folder under CHURN_DATA_DIR/spark; for a cluster, an `s3://` prefix the
+cluster reads (CHURN_SPARK_STAGING_URI). Timestamps are written in microseconds: Spark 3.5
+cannot read parquet nanoseconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churn_platform.ingest.validation import LandedFile
-from churn_platform.spark.ingest_job import STAGED_DAY
+
+STAGED_DAY = "landed_day"  # the UTC day a staged row was landed for (the rules' "day")
 
 
-def stage_day(staging_dir: Path, day: dt.date, files: list[LandedFile]) -> int:
-    """Write the day's rows under staging_dir; returns the rows staged."""
+def day_table(day: dt.date, files: list[LandedFile]) -> bytes:
+    """The day's conformed rows as one parquet file, with their landed day."""
     table = pa.concat_tables([f.table for f in files])
     table = table.append_column(STAGED_DAY, pa.repeat(pa.scalar(day, pa.date32()), table.num_rows))
-    staging_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, staging_dir / f"{day.isoformat()}.parquet", coerce_timestamps="us")
-    return table.num_rows
+    sink = io.BytesIO()
+    pq.write_table(table, sink, coerce_timestamps="us")
+    return sink.getvalue()
 
 
-def clear(staging_dir: Path) -> None:
-    shutil.rmtree(staging_dir, ignore_errors=True)
+class StagingArea:
+    """One run's folder in the staging area: put files, hand the URI to a job, clear it."""
+
+    def __init__(self, root: str, run_id: str):
+        self.uri = f"{root.rstrip('/')}/{run_id}"
+        parsed = urlparse(self.uri)
+        self._bucket, self._prefix = (parsed.netloc, parsed.path.lstrip("/")) if parsed.scheme == "s3" else ("", "")
+
+    def _client(self):
+        import boto3
+
+        return boto3.client("s3")  # credentials and endpoint the usual way (AWS_* variables, role)
+
+    def put(self, name: str, payload: bytes) -> str:
+        """Store `payload` as `name`; returns its URI."""
+        if self._bucket:
+            self._client().put_object(Bucket=self._bucket, Key=f"{self._prefix}/{name}", Body=payload)
+        else:
+            Path(self.uri).mkdir(parents=True, exist_ok=True)
+            (Path(self.uri) / name).write_bytes(payload)
+        return f"{self.uri}/{name}"
+
+    def clear(self) -> None:
+        if not self._bucket:
+            shutil.rmtree(self.uri, ignore_errors=True)
+            return
+        client = self._client()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=self._prefix + "/"):
+            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=self._bucket, Delete={"Objects": keys})

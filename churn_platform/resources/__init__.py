@@ -11,6 +11,7 @@ from churn_platform.resources.landing import LandingZone
 from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform.resources.notify import Notifier
 from churn_platform.redaction import has_credentials
+from churn_platform.resources.spark_jobs import EmrServerlessSparkJobs, SparkJobs
 from churn_platform.resources.spark_warehouse import SparkWarehouse
 from churn_platform.resources.warehouse import DuckDBWarehouse, Warehouse
 from churn_platform.settings import LOCAL_S3_CREDENTIAL, Settings
@@ -54,15 +55,26 @@ def build_mlflow_registry(settings: Settings) -> MlflowRegistry:
 def build_warehouse(settings: Settings) -> Warehouse:
     """The engine's warehouse (CHURN_ENGINE): a DuckDB file, or tables in a Spark catalog."""
     if settings.engine == "spark":
-        return SparkWarehouse(spark_dir=str(settings.spark_dir),
-                              conf=spark_conf(settings.spark_dir, settings.spark_conf_file))
+        return SparkWarehouse(spark_dir=str(settings.spark_dir), staging_uri=settings.spark.staging_uri,
+                              conf=spark_conf(settings.spark_dir, settings.spark.conf_file))
     return DuckDBWarehouse(path=str(settings.warehouse_path))
+
+
+def build_spark_jobs(settings: Settings) -> SparkJobs:
+    """How the Spark engine's PySpark jobs are launched: a subprocess here, EMR Serverless in production."""
+    if settings.spark.jobs == "emr-serverless":
+        emr = settings.spark.emr
+        return EmrServerlessSparkJobs(
+            application_id=emr["CHURN_EMR_APPLICATION_ID"], execution_role_arn=emr["CHURN_EMR_EXECUTION_ROLE_ARN"],
+            code_uri=emr["CHURN_SPARK_CODE_URI"], pipes_bucket=emr["CHURN_PIPES_BUCKET"],
+        )
+    return SparkJobs()
 
 
 def build_resources(settings: Settings) -> dict:
     s3 = build_s3(settings)
     warehouse = build_warehouse(settings)
-    engine_resources = {"spark_jobs": dg.PipesSubprocessClient()} if settings.engine == "spark" else {}
+    engine_resources = {"spark_jobs": build_spark_jobs(settings)} if settings.engine == "spark" else {}
     return {
         **engine_resources,
         "s3": s3,

@@ -73,6 +73,7 @@ class SparkWarehouse(Warehouse):
 
     spark_dir: str
     conf: dict[str, str]
+    staging_uri: str | None = None  # where jobs read handed-over files; default a folder in spark_dir
     lock_timeout_seconds: float = 3600.0
 
     @property
@@ -84,11 +85,9 @@ class SparkWarehouse(Warehouse):
         return acquire_lock(Path(self.spark_dir) / "catalog", True, self.lock_timeout_seconds,
                             dg.get_dagster_logger())
 
-    def staging_dir(self) -> Path:
-        """Where the orchestrator hands files to Spark jobs (a local Spark reads no S3)."""
-        path = Path(self.spark_dir) / "staging"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def staging_root(self) -> str:
+        """Where the orchestrator hands files to Spark jobs (churn_platform/ingest/staging.py)."""
+        return self.staging_uri or str(Path(self.spark_dir) / "staging")
 
     def job_environment(self) -> dict[str, str]:
         """What a Spark job process needs: its session settings, and this Python for its

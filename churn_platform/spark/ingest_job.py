@@ -13,13 +13,10 @@ cluster by a Pipes client of dagster-aws with the same extras.
 
 from __future__ import annotations
 
-import json
-import os
-
 from churn_platform.ingest.rules import DEDUPE_ORDER, reason_expression
+from churn_platform.ingest.staging import STAGED_DAY
 from churn_platform.spark.tables import RAW_TABLES_DDL, contract_schema
 
-STAGED_DAY = "landed_day"
 _EVENT_COLUMNS = "event_id, user_id, event_type, event_ts, plan_tier, session_seconds, payment_status, source_key"
 
 
@@ -74,15 +71,12 @@ def _write(spark, days: list[str], files: dict[str, int]) -> dict[str, dict]:
 
 
 def main() -> None:
-    from dagster_pipes import open_dagster_pipes
+    from churn_platform.spark.pipes import job_context
 
-    from churn_platform.spark.conf import session
-
-    with open_dagster_pipes() as pipes:
+    with job_context() as (pipes, spark):
         staging_uri = pipes.get_extra("staging_uri")
         files: dict[str, int] = pipes.get_extra("files_by_day")
         days = sorted(files)
-        spark = session(json.loads(os.environ["CHURN_SPARK_CONF"]))
         for ddl in RAW_TABLES_DDL:
             spark.sql(ddl)
         pipes.log.info(f"Spark {spark.version}: loading {len(days)} staged day(s) from {staging_uri}")
@@ -93,7 +87,6 @@ def main() -> None:
         described = [tuple(row) for row in spark.sql("DESCRIBE TABLE raw_events").collect()]
         pipes.report_custom_message({"schema": contract_schema(described)})
         pipes.log.info(f"loaded {sum(c['rows_loaded'] for c in counts.values())} rows")
-        spark.stop()
 
 
 if __name__ == "__main__":

@@ -1,16 +1,13 @@
 """Spark scoring: the champion over one as-of date's features, launched through Dagster Pipes.
 
 The orchestrator loads the champion through its verified path (skops, our trusted types:
-churn_platform/ml/artifacts.py) and hands it over as a skops file; this job loads it with the
+churn_platform/ml/artifacts.py) and hands it over as a skops file in the staging area; this job loads it with the
 same trusted types and applies it per Arrow batch on the executors (mapInPandas), so scoring
 scales with users. Not `mlflow.pyfunc.spark_udf`: that loads through the flavor's own loader,
 which trusts the types the artifact lists, and calls `predict`, not `predict_proba`.
 """
 
 from __future__ import annotations
-
-import json
-import os
 
 from churn_platform.spark.tables import CHURN_SCORES_DDL
 
@@ -33,16 +30,15 @@ def _scorer(model, model_version: str):
 
 def main() -> None:
     import skops.io
-    from dagster_pipes import open_dagster_pipes
 
     from churn_platform.ml.training import SKOPS_TRUSTED_TYPES
-    from churn_platform.spark.conf import session
+    from churn_platform.spark.pipes import job_context
 
-    with open_dagster_pipes() as pipes:
+    with job_context() as (pipes, spark):
         as_of = pipes.get_extra("as_of_date")
         version = pipes.get_extra("model_version")
-        model = skops.io.load(pipes.get_extra("model_path"), trusted=list(SKOPS_TRUSTED_TYPES))
-        spark = session(json.loads(os.environ["CHURN_SPARK_CONF"]))
+        model_bytes = spark.sparkContext.binaryFiles(pipes.get_extra("model_uri")).collect()[0][1]
+        model = skops.io.loads(model_bytes, trusted=list(SKOPS_TRUSTED_TYPES))
         spark.sql(CHURN_SCORES_DDL)
         features = spark.table("user_features").where(f"as_of_date = DATE '{as_of}'")
         features.mapInPandas(_scorer(model, version), SCORES_SCHEMA).createOrReplaceTempView("scores")
@@ -54,7 +50,6 @@ def main() -> None:
         pipes.log.info(f"scored {rows} users at as-of {as_of} with model v{version}")
         pipes.report_custom_message({"rows": rows, "mean_churn_probability": mean,
                                      "share_above_0_5": None if above is None else float(above)})
-        spark.stop()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from churn_platform.ingest.staging import StagingArea
 from churn_platform.resources import build_resources
+from churn_platform.resources.spark_jobs import EmrServerlessSparkJobs
 from churn_platform.resources.spark_warehouse import SparkWarehouse
 from churn_platform.settings import DBT_PROJECT_DIR, Settings
 from churn_platform.spark.conf import local_spark_conf, read_conf_file, spark_conf
@@ -53,3 +55,58 @@ def test_spark_types_read_back_as_the_contract():
                         "DATE": "date"}[t], None) for name, t in RAW_EVENTS_SCHEMA.items()]
     described = describe + [("# Partition Information", "", ""), ("event_date", "date", None)]
     assert contract_schema(described) == RAW_EVENTS_SCHEMA
+
+
+EMR_ENV = {
+    "CHURN_ENGINE": "spark",
+    "CHURN_SPARK_JOBS": "emr-serverless",
+    "CHURN_EMR_APPLICATION_ID": "00abc",
+    "CHURN_EMR_EXECUTION_ROLE_ARN": "arn:aws:iam::1:role/churn",
+    "CHURN_SPARK_CODE_URI": "s3://churn-code/v1/",
+    "CHURN_PIPES_BUCKET": "churn-pipes",
+    "CHURN_SPARK_STAGING_URI": "s3://churn-staging/spark",
+}
+
+
+def test_emr_serverless_launches_the_same_jobs_with_the_cluster_settings(tmp_path):
+    """Configured, not run (no cluster here): the request EMR Serverless would get."""
+    settings = Settings.from_env({"CHURN_DATA_DIR": str(tmp_path), **EMR_ENV})
+    resources = build_resources(settings)
+    jobs, warehouse = resources["spark_jobs"], resources["warehouse"]
+    assert isinstance(jobs, EmrServerlessSparkJobs)
+    assert warehouse.staging_root() == "s3://churn-staging/spark"
+    params = jobs.start_job_run_params("ingest_job", {"spark.sql.session.timeZone": "UTC"})
+    submit = params["jobDriver"]["sparkSubmit"]
+    assert params["applicationId"] == "00abc" and params["executionRoleArn"].endswith("role/churn")
+    assert submit["entryPoint"] == "s3://churn-code/v1/ingest_job.py"
+    assert submit["sparkSubmitParameters"].startswith("--py-files s3://churn-code/v1/churn_platform.zip ")
+    assert "--conf spark.sql.session.timeZone=UTC" in submit["sparkSubmitParameters"]
+    assert "--conf spark.emr-serverless.driverEnv.CHURN_PIPES_MESSAGES=s3" in submit["sparkSubmitParameters"]
+
+
+@pytest.mark.parametrize("dropped, message", [
+    ("CHURN_PIPES_BUCKET", "needs CHURN_PIPES_BUCKET"),
+    ("CHURN_SPARK_STAGING_URI", "needs CHURN_SPARK_STAGING_URI=s3://"),
+])
+def test_emr_serverless_without_its_settings_refuses_to_load(tmp_path, dropped, message):
+    env = {k: v for k, v in EMR_ENV.items() if k != dropped}
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env({"CHURN_DATA_DIR": str(tmp_path), **env})
+
+
+def test_staging_area_on_s3_puts_and_clears(s3_endpoint, monkeypatch):
+    """The cluster's staging area, on the real loopback S3 server."""
+    from churn_platform.dev.s3 import ensure_bucket, s3_client
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "local")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = s3_client(s3_endpoint)
+    ensure_bucket(client, "staging-test")
+    staging = StagingArea("s3://staging-test/spark/", "run-1")
+    assert staging.put("2024-01-01.parquet", b"rows") == "s3://staging-test/spark/run-1/2024-01-01.parquet"
+    body = client.get_object(Bucket="staging-test", Key="spark/run-1/2024-01-01.parquet")["Body"].read()
+    assert body == b"rows"
+    staging.clear()
+    assert client.list_objects_v2(Bucket="staging-test", Prefix="spark/").get("KeyCount") == 0
