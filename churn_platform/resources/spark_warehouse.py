@@ -92,20 +92,25 @@ class SparkWarehouse(Warehouse):
     def job_environment(self) -> dict[str, str]:
         """What a Spark job process needs: its session settings, and this Python for its
         Python workers (scoring runs our model in them)."""
-        return {"CHURN_SPARK_CONF": encode_conf(self.conf), "PYSPARK_PYTHON": sys.executable}
+        return {"CHURN_SPARK_CONF": encode_conf(self.conf), "PYSPARK_PYTHON": sys.executable,
+                "SPARK_LOCAL_IP": "127.0.0.1"}  # a local driver listens on loopback only
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[SparkConnection]:
         with self.lock(exclusive=True):
             Path(self.spark_dir).mkdir(parents=True, exist_ok=True)
-            process = subprocess.Popen(
-                [sys.executable, "-m", "churn_platform.spark.sql_server", encode_conf(self.conf)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=self.spark_dir,
-            )
+            # Spark's console chatter goes to a log beside the catalog; errors come back as answers.
+            with open(Path(self.spark_dir) / "sql_session.log", "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "churn_platform.spark.sql_server", encode_conf(self.conf)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, cwd=self.spark_dir,
+                    env={**os.environ, **self.job_environment()},
+                )
             try:
                 ready = process.stdout.readline()
                 if not ready:
-                    raise SparkSqlError(f"the Spark SQL session did not start (exit code {process.wait()})")
+                    raise SparkSqlError(f"the Spark SQL session did not start (exit code {process.wait()}); "
+                                        f"see {Path(self.spark_dir) / 'sql_session.log'}")
                 yield SparkConnection(process)
             finally:
                 process.stdin.close()
