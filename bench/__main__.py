@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-sensor", action="store_true", help="skip the sensor tick benchmark")
     parser.add_argument("--no-spark", action="store_true",
                         help="skip the Spark engine's ingest and features runs (CHURN_ENGINE=spark)")
+    parser.add_argument("--spark-only", action="store_true",
+                        help="only the Spark engine's ingest and features runs (e.g. scale L on Spark)")
     parser.add_argument("--profile", action="store_true",
                         help="run each platform step once more under cProfile (implies --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (data, logs, warehouse)")
@@ -122,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 bucket = f"bench-{name.lower()}"
                 env = child_env(scale_dir, endpoint, bucket, scale)
                 prepare(scale_dir, env)
-                bench = ScaleBench(scale, scale_dir, env, args.repeats, args.profile, spark=not args.no_spark)
+                bench = ScaleBench(scale, scale_dir, env, args.repeats, args.profile,
+                                   spark=not args.no_spark, spark_only=args.spark_only)
                 result = bench.run(client, bucket, args.pandas_memory_gib, run_pandas=not args.no_pandas)
                 text, targets = report.scale_section(result)
                 sections.append(text)

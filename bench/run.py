@@ -59,9 +59,10 @@ class ScaleBench:
     """Runs the tasks of one scale; each measurement is `repeats` fresh child processes."""
 
     def __init__(self, scale: Scale, scale_dir: Path, env: dict[str, str], repeats: int, profile: bool = False,
-                 spark: bool = True):
+                 spark: bool = True, spark_only: bool = False):
         self.scale = scale
-        self.spark = spark
+        self.spark = spark or spark_only
+        self.spark_only = spark_only
         self.dir = scale_dir
         self.env = env
         self.repeats = repeats
@@ -131,10 +132,13 @@ class ScaleBench:
         scale, data = self.scale, result.data
         weeks = {"as_of": scale.as_of.isoformat(), "label_as_of": scale.label_as_of.isoformat()}
         floor_db = str(self.dir / "floor.duckdb")
+        days = {"start": scale.start_date.isoformat(), "end": scale.as_of.isoformat()}
+        if self.spark_only:
+            self._measure_spark(result, days)
+            return result
 
         self.measure(result, "noop", "Dagster no-op run", "noop",
                      {"first_week": scale.first_week, "partition": scale.week}, profiled=True)
-        days = {"start": scale.start_date.isoformat(), "end": scale.as_of.isoformat()}
         self.measure(result, "noop_range", f"Dagster no-op range run over {scale.days} days", "noop_range", days)
         self.measure(result, "ingest", f"platform ingest_job over {scale.days} days", "ingest", days,
                      before_each=self.fresh_warehouse, profiled=True)
