@@ -2,7 +2,7 @@
 
 One module-scoped scenario, run on DuckDB and on a real local Spark: a day ingested alone,
 then corrected and given a late file; every day ingested in one run, with duplicates across
-files and rejected rows; features for K-4..K and labels for K in range runs; a model trained
+files and rejected rows; one day's aggregate rebuilt alone; features for K-4..K and labels for K in range runs; a model trained
 and promoted on DuckDB, then the same champion version scoring on both engines; and a model
 trained from the Spark tables. Every table is compared row by row (floats within 1e-9).
 """
@@ -113,6 +113,8 @@ def engines(tmp_path_factory, s3_endpoint):
         s, instance = settings[engine], instances[engine]
         seen[engine]["ingest"] = _metadata(
             _run(s, instance, ingest, first=first_day, last=DEMO_END.isoformat()), "raw_events")
+        # A rerun of one day's aggregate replaces exactly that day (Spark: insert_overwrite).
+        _run(s, instance, assets("user_daily_activity"), partition=LATE_DAY.isoformat())
         _run(s, instance, assets("user_features"), first=first_week, last=K)
         _run(s, instance, assets("churn_labels"), partition=K)
     # DuckDB trains and promotes v1; both engines score with it.
