@@ -1,6 +1,5 @@
 """The Spark engine's settings: one engine switch, dbt's session and ours configured alike."""
 
-from pathlib import Path
 
 import pytest
 import yaml

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
 
@@ -108,14 +107,13 @@ def engines(tmp_path_factory, s3_endpoint):
               session_seconds=[None] * 6))
     put_table(s3, bucket, landing_key(LATE_DAY, "late.parquet"), event_table(LATE_DAY, 9, start_id=3 * 10**7))
     first_day = settings["duckdb"].start_date.isoformat()
-    first_week = (dt.date.fromisoformat(K_MINUS_4)).isoformat()
     for engine, (ingest, assets) in jobs.items():
         s, instance = settings[engine], instances[engine]
         seen[engine]["ingest"] = _metadata(
             _run(s, instance, ingest, first=first_day, last=DEMO_END.isoformat()), "raw_events")
         # A rerun of one day's aggregate replaces exactly that day (Spark: insert_overwrite).
         _run(s, instance, assets("user_daily_activity"), partition=LATE_DAY.isoformat())
-        _run(s, instance, assets("user_features"), first=first_week, last=K)
+        _run(s, instance, assets("user_features"), first=K_MINUS_4, last=K)
         _run(s, instance, assets("churn_labels"), partition=K)
     # DuckDB trains and promotes v1; both engines score with it.
     trained = _run(settings["duckdb"], instances["duckdb"], jobs["duckdb"][1]("churn_model", "promotion_decision"),
