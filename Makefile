@@ -58,7 +58,7 @@ postgres:
 test: install install-spark postgres
 	scripts/ensure_chromium.sh
 	$(BIN)/dg check defs
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 demo: install $(SPARK_IF_CHOSEN)
 	$(BIN)/churn-platform demo

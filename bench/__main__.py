@@ -27,7 +27,8 @@ from bench.run import ScaleBench, child_env, prepare  # noqa: E402
 from bench.scales import DEFAULT_DAYS, DEFAULT_SCALES, USERS, Scale  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-VERSIONED = ("dagster", "dagster-dbt", "dbt-core", "dbt-duckdb", "duckdb", "scikit-learn", "pandas", "moto")
+VERSIONED = ("dagster", "dagster-dbt", "dbt-core", "dbt-duckdb", "duckdb", "scikit-learn", "pandas", "moto",
+             "pyspark", "dbt-spark")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + document)
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{started:%Y-%m-%d}.md"
+    if path.exists():  # a second run that day keeps the first
+        path = RESULTS_DIR / f"{started:%Y-%m-%d-%H%M}.md"
     path.write_text(document)
     print(f"written {path}")
     return 0

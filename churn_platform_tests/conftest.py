@@ -95,3 +95,34 @@ def training_inputs(ingested_demo, tmp_path_factory):
     assert materialize(settings, ["user_features"], K_MINUS_4).success
     assert materialize(settings, ["user_features", "churn_labels"], K).success
     return settings.warehouse_path
+
+
+STACK_SUITE = "churn_platform_tests/stack/"
+# Slowest first: `make test` runs on two xdist workers, which take files in collection order.
+FIRST = (STACK_SUITE, "churn_platform_tests/spark/", "churn_platform_tests/e2e/")
+
+
+def _work_unit(nodeid: str) -> str:
+    """What one xdist worker runs whole: a file (its module fixtures start once), or the
+    production-stack suite (its session stack starts once)."""
+    path = nodeid.split("::", 1)[0]
+    return STACK_SUITE if path.startswith(STACK_SUITE) else path
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        return next((i for i, prefix in enumerate(FIRST) if item.nodeid.startswith(prefix)), len(FIRST))
+
+    items.sort(key=rank)  # stable: each file keeps its own order
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's `loadscope`, with `_work_unit` as the scope (its `loadgroup` cannot tag tests
+    under pytest 9, whose node ids it no longer rewrites)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return ByWorkUnit(config, log)

@@ -21,6 +21,9 @@ def local_spark_conf(spark_dir: Path) -> dict[str, str]:
     return {
         "spark.master": "local[2]",
         "spark.app.name": "churn-platform",
+        # local[2] runs every task inside the driver: its heap is all the engine's memory
+        # (Spark's default, 1g, spills a million users' windows to disk again and again).
+        "spark.driver.memory": "4g",
         "spark.sql.warehouse.dir": str(spark_dir / "warehouse"),
         "spark.hadoop.javax.jdo.option.ConnectionURL":
             f"jdbc:derby:;databaseName={spark_dir / 'metastore_db'};create=true",

@@ -27,6 +27,24 @@ def _classify(spark, staging_uri: str) -> None:
     ).cache().createOrReplaceTempView("classified")
 
 
+def _remove_dead_staging(spark, tables: tuple[str, ...]) -> list[str]:
+    """Delete the `.spark-staging-*` folders a killed job left in `tables` (its files staged
+    for a commit that never came). Safe: this job holds the warehouse lock, so no writer of
+    these tables is alive. Spark never reads them; this frees their space."""
+    jvm = spark._jvm
+    hadoop_conf = spark._jsc.hadoopConfiguration()
+    removed = []
+    for table in tables:
+        location = next(row.data_type for row in spark.sql(f"DESCRIBE TABLE EXTENDED {table}").collect()
+                        if row.col_name == "Location")
+        pattern = jvm.org.apache.hadoop.fs.Path(f"{location}/.spark-staging-*")
+        filesystem = pattern.getFileSystem(hadoop_conf)
+        for status in filesystem.globStatus(pattern) or []:
+            filesystem.delete(status.getPath(), True)
+            removed.append(status.getPath().toString())
+    return removed
+
+
 def _write(spark, days: list[str], files: dict[str, int]) -> dict[str, dict]:
     """Overwrite the staged days; returns each day's counts."""
     spark.sql(f"""
@@ -79,6 +97,8 @@ def main() -> None:
         days = sorted(files)
         for ddl in RAW_TABLES_DDL:
             spark.sql(ddl)
+        for path in _remove_dead_staging(spark, ("raw_events", "raw_events_rejected", "ingested_days")):
+            pipes.log.warning(f"removed {path}: files staged by a job that never committed")
         pipes.log.info(f"Spark {spark.version}: loading {len(days)} staged day(s) from {staging_uri}")
         _classify(spark, staging_uri)
         counts = _write(spark, days, files)
