@@ -44,8 +44,8 @@ class OfflineDbtCliResource(DbtCliResource):
     The stock resource runs `dbt --version` before every invocation, and that command looks
     up the newest dbt release on PyPI (a network call, 1 s timeout, ~2 s of process start).
     The installed dbt-core is the dbt we run, so its package metadata is the answer.
-    The profile reads CHURN_DATA_DIR; Settings may not come from os.environ (tests, tools),
-    so the resource hands its own value to the dbt process.
+    The profile reads CHURN_DATA_DIR (and, on Spark, the session's JVM options); Settings may not
+    come from os.environ (tests, tools), so the resource hands its own values to the dbt process.
     dbt writes the warehouse but does not wait for DuckDB's file lock, so every dbt process
     runs under the warehouse's write lock.
     """
@@ -62,7 +62,7 @@ class OfflineDbtCliResource(DbtCliResource):
         exits, however the caller consumes the (lazy) invocation."""
         lock = self.warehouse.lock(exclusive=True)
         try:
-            with _environ({"CHURN_DATA_DIR": self.data_dir}):
+            with _environ({"CHURN_DATA_DIR": self.data_dir, **self.warehouse.dbt_environment()}):
                 invocation = super().cli(args, **kwargs)
         except BaseException:
             lock.release()

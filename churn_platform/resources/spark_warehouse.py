@@ -89,6 +89,11 @@ class SparkWarehouse(Warehouse):
         """Where the orchestrator hands files to Spark jobs (churn_platform/ingest/staging.py)."""
         return self.staging_uri or str(Path(self.spark_dir) / "staging")
 
+    def dbt_environment(self) -> dict[str, str]:
+        """dbt's Spark session gets the JVM options of ours (catalog home, UTC, class archive)."""
+        return {"CHURN_SPARK_DRIVER_JAVA_OPTIONS": self.conf["spark.driver.extraJavaOptions"],
+                "SPARK_LOCAL_IP": "127.0.0.1"}
+
     def job_environment(self) -> dict[str, str]:
         """What a Spark job process needs: its session settings, and this Python for its
         Python workers (scoring runs our model in them)."""

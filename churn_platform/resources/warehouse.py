@@ -79,6 +79,10 @@ class Warehouse(dg.ConfigurableResource):
     def connect(self, read_only: bool = False):
         raise NotImplementedError
 
+    def dbt_environment(self) -> dict[str, str]:
+        """Variables the dbt profile of this engine reads, beyond CHURN_DATA_DIR."""
+        return {}
+
 
 def table_exists(con, name: str) -> bool:
     """Whether the warehouse has table `name` (Spark has no information_schema)."""

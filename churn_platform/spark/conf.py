@@ -4,7 +4,8 @@ Locally a Spark session is `local[2]` with a Derby metastore and parquet tables 
 CHURN_DATA_DIR/spark (never in the working directory). Derby admits one process at a time, so
 every local Spark process runs under the warehouse lock (resources/spark_warehouse.py).
 A cluster replaces these settings with its own (CHURN_SPARK_CONF_FILE, README "Spark").
-dbt_project/profiles.yml repeats the local values for dbt's session; a test keeps them equal.
+dbt_project/profiles.yml repeats the local values for dbt's session (the JVM options come from
+here, through CHURN_SPARK_DRIVER_JAVA_OPTIONS); a test keeps them equal.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from churn_platform.spark.class_archive import java_options
+
 SPARK_DATABASE = "churn"  # the schema (Spark database) of every platform table
 
 
-def local_spark_conf(spark_dir: Path) -> dict[str, str]:
-    """Session settings of the local engine, rooted at `spark_dir`."""
+def local_spark_conf(spark_dir: Path, class_archive: bool = True) -> dict[str, str]:
+    """Session settings of the local engine, rooted at `spark_dir`; its JVMs load their classes
+    from the install's class archive when there is one (spark/class_archive.py)."""
+    archive = java_options() if class_archive else ""
     return {
         "spark.master": "local[2]",
         "spark.app.name": "churn-platform",
@@ -28,7 +33,7 @@ def local_spark_conf(spark_dir: Path) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionURL":
             f"jdbc:derby:;databaseName={spark_dir / 'metastore_db'};create=true",
         # derby.log beside the metastore; every JVM clock in UTC (event dates are UTC days).
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={spark_dir} -Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions": f"{archive} -Dderby.system.home={spark_dir} -Duser.timezone=UTC".lstrip(),
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",

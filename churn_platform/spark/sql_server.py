@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -41,8 +42,10 @@ def main() -> None:
     from churn_platform.spark.conf import session
 
     conf = json.loads(sys.argv[1])
-    requests, answers = sys.stdin, sys.stdout
-    sys.stdout = sys.stderr  # only answers on the protocol stream
+    # Only answers on the protocol stream: it moves to a private descriptor, and stdout (ours
+    # and the JVM's, which inherits it) becomes stderr.
+    requests, answers = sys.stdin, os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     spark = session(conf)
     answers.write(json.dumps({"ready": True}) + "\n")
     answers.flush()

@@ -14,14 +14,26 @@ from churn_platform.spark.tables import contract_schema
 from churn_platform.events import RAW_EVENTS_SCHEMA
 
 
+def _render_profile(target: dict, env: dict[str, str]) -> dict[str, str]:
+    """The target's session parameters as dbt renders them with `env`."""
+    import jinja2
+
+    def env_var(name, default=None):
+        return env.get(name, default)
+
+    return {key: jinja2.Template(str(value)).render(env_var=env_var)
+            for key, value in target["server_side_parameters"].items()}
+
+
 def test_dbt_session_uses_the_same_catalog_and_settings_as_the_platform(tmp_path):
     profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
     target = profile["churn_platform"]["outputs"]["spark"]
-    rendered = {
-        key: str(value).replace("{{ env_var('CHURN_DATA_DIR') }}", str(tmp_path))
-        for key, value in target["server_side_parameters"].items()
-    }
-    assert rendered == local_spark_conf(tmp_path / "spark")
+    warehouse = build_resources(Settings.from_env({"CHURN_DATA_DIR": str(tmp_path), "CHURN_ENGINE": "spark"}))["warehouse"]
+    # As the platform runs dbt (its JVM options passed on), and as a user runs it by hand.
+    platform = _render_profile(target, {"CHURN_DATA_DIR": str(tmp_path), **warehouse.dbt_environment()})
+    assert platform == local_spark_conf(tmp_path / "spark")
+    by_hand = _render_profile(target, {"CHURN_DATA_DIR": str(tmp_path)})
+    assert by_hand == local_spark_conf(tmp_path / "spark", class_archive=False)
     assert target["method"] == "session" and target["schema"] == "churn"
 
 
