@@ -57,7 +57,11 @@ postgres:
 		{ echo "installing PostgreSQL (Debian package postgresql) ..."; \
 		  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q postgresql >/dev/null; }
 
-test: install install-spark postgres
+# `dg check defs` loads an instance: the project's (telemetry off), not Dagster's default.
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
+
+test: install install-spark postgres $(DAGSTER_HOME)/dagster.yaml
 	scripts/ensure_chromium.sh
 	$(BIN)/dg check defs
 	$(BIN)/python -m pytest -q -n 2 --durations=15
