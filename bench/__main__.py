@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                 text, targets = report.sensor_section(sensor.run(client))
                 sections.append(text)
                 summary += [("-", t) for t in targets]
+                text, targets = report.event_sensor_section(sensor.run_event_mode(client, endpoint))
+                sections.append(text)
+                summary += [("-", t) for t in targets]
     finally:
         if args.keep:
             print(f"kept {root}")

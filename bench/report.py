@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bench.child import Measurement
 from bench.run import ScaleResult
-from bench.sensor import SensorBench
+from bench.sensor import EventTickBench, SensorBench
 
 PLATFORM_STEPS = ("ingest", "features_prev", "features", "model")
 RSS_LIMIT_MB = 2048
@@ -258,6 +258,31 @@ def sensor_section(bench: SensorBench) -> tuple[str, list[Target]]:
         "| tick | list calls | seconds | in list calls | plan_tick own s | dates requested |",
         "|---|---|---|---|---|---|",
         *rows,
+        "",
+        "| target | measured | limit | result |",
+        "|---|---|---|---|",
+        *[t.row() for t in targets],
+    ]
+    return "\n".join(lines), targets
+
+
+def event_sensor_section(bench: EventTickBench) -> tuple[str, list[Target]]:
+    targets = [
+        Target("event-mode tick < 1 s, 100k keys, 100 new files", f"{bench.seconds:.2f} s",
+               "< 1 s", bench.seconds < 1),
+        Target("event-mode API calls follow the new files, not the bucket",
+               f"{bench.list_calls} list + {bench.receive_calls} receive calls for {bench.changed_dates} dates",
+               f"<= {bench.changed_dates + 1} list calls", bench.list_calls <= bench.changed_dates + 1),
+    ]
+    lines = [
+        f"## S3 landing sensor, event mode: {bench.keys:,} keys, {bench.new_keys} new files on "
+        f"{bench.changed_dates} dates",
+        "",
+        f"One tick read {bench.new_keys} notices ({bench.receive_calls} receive calls), listed "
+        f"{bench.list_calls - 1} notified dates and the hot range ({bench.list_calls} list calls) and "
+        f"requested {bench.requested} dates in {bench.seconds:.2f} s. The next tick deleted the messages and "
+        f"found the queue empty: {bench.next_calls} calls, {bench.next_seconds:.2f} s. (The listing sweep's "
+        "cost on the same bucket is the section above.)",
         "",
         "| target | measured | limit | result |",
         "|---|---|---|---|",

@@ -1,5 +1,5 @@
-"""The code location (`dagster dev -m churn_platform.definitions`): assets, checks, jobs,
-schedules and sensors assembled from one Settings object."""
+"""The code location (`dagster dev -m churn_platform.definitions`): assets, checks, jobs and
+sensors (automation among them) assembled from one Settings object."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from churn_platform.assets.dbt import build_dbt_assets
 from churn_platform.assets.model import build_model_assets
 from churn_platform.assets.raw_events import build_raw_events
 from churn_platform.checks.feature_gates import build_feature_gates
-from churn_platform.jobs import TRAINING_JOB, build_jobs
+from churn_platform.automation import build_automation_sensor
+from churn_platform.jobs import build_jobs
 from churn_platform.partitions import daily_partitions, weekly_partitions
 from churn_platform.resources import build_resources
-from churn_platform.schedules import build_schedules
 from churn_platform.sensors.run_failure import build_run_failure_sensor
-from churn_platform.sensors.s3_landing import build_landing_sensor
+from churn_platform.sensors.landing_events import QueueLimits
+from churn_platform.sensors.landing_sensor import build_landing_sensor
 from churn_platform.settings import Settings
 from churn_platform.telemetry import disable_telemetry
 
@@ -22,8 +23,6 @@ from churn_platform.telemetry import disable_telemetry
 def build_definitions(settings: Settings) -> dg.Definitions:
     daily = daily_partitions(settings.start_date)
     weekly = weekly_partitions(settings.start_date)
-    jobs = build_jobs()
-    training_job = next(job for job in jobs if job.name == TRAINING_JOB)
     return dg.Definitions(
         assets=[
             build_raw_events(daily, settings.gate_thresholds, settings.engine),
@@ -31,11 +30,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *build_model_assets(weekly, settings.gate_thresholds, settings.engine),
         ],
         asset_checks=build_feature_gates(weekly, settings.gate_thresholds),
-        jobs=jobs,
-        schedules=build_schedules(training_job),
+        jobs=build_jobs(),
         sensors=[
-            build_landing_sensor(settings.start_date,
-                                 minimum_interval_seconds=settings.landing_sensor_interval_seconds),
+            build_automation_sensor(settings.automation_interval_seconds),
+            build_landing_sensor(
+                settings.start_date, minimum_interval_seconds=settings.landing_sensor_interval_seconds,
+                queue_limits=QueueLimits(sweep_interval_seconds=settings.landing_sweep_interval_seconds)
+                if settings.landing_queue_url else None),
             build_run_failure_sensor(settings.ui_url),
         ],
         resources=build_resources(settings),

@@ -75,6 +75,10 @@ class Settings:
     local_s3_credentials: bool
     gate_thresholds: GateThresholds = GateThresholds()
     landing_sensor_interval_seconds: int = 30
+    landing_queue_url: str | None = None  # event mode: the SQS queue of the bucket's notifications
+    sqs_endpoint_url: str | None = None  # AWS_ENDPOINT_URL_SQS; locally the S3 server serves SQS too
+    landing_sweep_interval_seconds: int = 600  # event mode: how often the listing sweep starts
+    automation_interval_seconds: int = 30  # between evaluations of the assets' automation conditions
     engine: str = "duckdb"
     spark: SparkSettings = SparkSettings()
 
@@ -82,6 +86,13 @@ class Settings:
     def spark_dir(self) -> Path:
         """The local Spark engine's tables, metastore and staging area."""
         return self.data_dir / "spark"
+
+    @property
+    def queue_endpoint_url(self) -> str | None:
+        """Where SQS is reached: AWS itself in production, the loopback S3 server (moto) locally."""
+        if self.sqs_endpoint_url or self.environment != "local":
+            return self.sqs_endpoint_url
+        return self.s3_endpoint_url
 
     @property
     def warehouse_path(self) -> Path:
@@ -122,6 +133,10 @@ class Settings:
             local_s3_credentials=environment == "local" and not env.get("AWS_ACCESS_KEY_ID"),
             gate_thresholds=GateThresholds.from_env(env),
             landing_sensor_interval_seconds=_positive_int(env, "CHURN_LANDING_SENSOR_INTERVAL_SECONDS", 30),
+            landing_queue_url=env.get("CHURN_LANDING_QUEUE_URL") or None,
+            sqs_endpoint_url=env.get("AWS_ENDPOINT_URL_SQS") or None,
+            landing_sweep_interval_seconds=_positive_int(env, "CHURN_LANDING_SWEEP_INTERVAL_SECONDS", 600),
+            automation_interval_seconds=_positive_int(env, "CHURN_AUTOMATION_INTERVAL_SECONDS", 30),
             engine=engine,
             spark=SparkSettings.from_env(env),
         )

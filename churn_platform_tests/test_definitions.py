@@ -1,6 +1,5 @@
 """The code location loads, every job/schedule/sensor resolves, and the graph is what we expect."""
 
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -9,7 +8,6 @@ import dagster as dg
 
 from churn_platform.constants import PROMOTION_DECISION, PROMOTION_POOL
 from churn_platform.definitions import build_definitions
-from churn_platform.schedules import WEEKLY_TRAINING_SCHEDULE
 
 EXPECTED_GRAPH = {
     "raw_events": ("daily", []),
@@ -28,14 +26,12 @@ PYTHON_CHECKS = {
 }
 
 
-def test_every_job_schedule_and_sensor_resolves(settings):
+def test_every_job_and_sensor_resolves(settings):
     defs = build_definitions(settings)
     for job in defs.jobs:
         defs.resolve_job_def(job.name)
-    assert {s.name for s in defs.schedules} == {WEEKLY_TRAINING_SCHEDULE}
-    assert {s.name for s in defs.sensors} == {"s3_landing_sensor", "run_failure_alert"}
-    for schedule in defs.schedules:
-        defs.resolve_schedule_def(schedule.name)
+    assert not defs.schedules  # the Monday cadence lives in the model's automation condition
+    assert {s.name for s in defs.sensors} == {"churn_automation", "s3_landing_sensor", "run_failure_alert"}
     for sensor in defs.sensors:
         defs.resolve_sensor_def(sensor.name)
     defs.resolve_all_job_defs()
@@ -67,14 +63,10 @@ def test_promotion_decisions_take_turns(settings):
     assert graph.get(dg.AssetKey(PROMOTION_DECISION)).assets_def.op.pool == PROMOTION_POOL
 
 
-def test_weekly_schedule_trains_the_week_that_just_ended(settings):
-    schedule = build_definitions(settings).resolve_schedule_def(WEEKLY_TRAINING_SCHEDULE)
-    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 1 * * 1", "UTC")
-    assert schedule.job_name == "weekly_training_job"
-    monday_1am = dt.datetime(2024, 6, 3, 1, 0, tzinfo=dt.timezone.utc)
-    with dg.build_schedule_context(scheduled_execution_time=monday_1am) as context:
-        requests = schedule.evaluate_tick(context).run_requests
-    assert [r.partition_key for r in requests] == ["2024-05-27"]  # Mon 27 May .. Sun 2 June
+def test_every_asset_after_raw_events_has_an_automation_condition(settings):
+    graph = build_definitions(settings).resolve_asset_graph()
+    automated = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).automation_condition}
+    assert automated == set(EXPECTED_GRAPH) - {"raw_events"}  # raw_events: the landing sensor's
 
 
 def _loaded_modules(statement: str, modules: tuple[str, ...], env: dict[str, str]) -> dict[str, bool]:

@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
+from churn_platform import automation
 from churn_platform.constants import CHURN_LABELS, USER_DAILY_ACTIVITY, USER_FEATURES, WAREHOUSE_POOL
 from churn_platform.partitions import (
     FEATURE_WINDOW_MAPPING,
@@ -54,6 +55,15 @@ class ChurnDbtTranslator(DagsterDbtTranslator):
         (CHURN_LABELS, USER_FEATURES): TRAINING_FEATURES_MAPPING,
     }
 
+    _AUTOMATION: Mapping[str, dg.AutomationCondition] = {
+        USER_DAILY_ACTIVITY: automation.daily_activity(),
+        USER_FEATURES: automation.weekly_table(),
+        CHURN_LABELS: automation.weekly_table(),
+    }
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        return self._AUTOMATION.get(dbt_resource_props["name"])
+
     def get_partition_mapping(
         self, dbt_resource_props: Mapping[str, Any], dbt_parent_resource_props: Mapping[str, Any]
     ) -> dg.PartitionMapping | None:
@@ -81,29 +91,33 @@ def _run_dbt(context, dbt: OfflineDbtCliResource, select: str, variables: dict[s
     return list(invocation.stream())
 
 
-def _partitioned_dbt_assets(model: str, partitions_def):
-    """@dbt_assets for one model: its own partitions, one run per backfill, the warehouse pool."""
+def _partitioned_dbt_assets(model: str, partitions_def, backfill_policy: dg.BackfillPolicy):
+    """@dbt_assets for one model: its own partitions and backfill policy, the warehouse pool."""
     return dbt_assets(
         manifest=DBT_PROJECT.manifest_path,
         select=model,
         name=f"{model}_dbt",
         partitions_def=partitions_def,
         dagster_dbt_translator=TRANSLATOR,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy,
         pool=WAREHOUSE_POOL,
         project=DBT_PROJECT,
     )
 
 
+# One run (one dbt call) for a whole backfill or automation request.
+BACKFILL = dg.BackfillPolicy.single_run()
+
+
 def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
-    @_partitioned_dbt_assets(USER_DAILY_ACTIVITY, daily)
+    @_partitioned_dbt_assets(USER_DAILY_ACTIVITY, daily, BACKFILL)
     def daily_activity(context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource):
         """Per-user daily aggregate of raw_events, so weekly partitions never rescan raw rows."""
         yield from _run_dbt(context, dbt, USER_DAILY_ACTIVITY, daily_vars(context.partition_time_window))
 
     # Two assets, not one multi-asset: they map the daily aggregate differently (the feature
     # lookback vs the label window), and one node can only carry one mapping per input.
-    @_partitioned_dbt_assets(USER_FEATURES, weekly)
+    @_partitioned_dbt_assets(USER_FEATURES, weekly, BACKFILL)
     def features(
         context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource, warehouse: Warehouse
     ):
@@ -118,7 +132,7 @@ def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
             metrics = feature_metrics(con, [weeks.last_as_of])[weeks.last_as_of]
         yield from _with_metadata(events, {USER_FEATURES: {**metrics, "as_of_date": weeks.last_as_of.isoformat()}})
 
-    @_partitioned_dbt_assets(CHURN_LABELS, weekly)
+    @_partitioned_dbt_assets(CHURN_LABELS, weekly, BACKFILL)
     def labels(
         context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource, warehouse: Warehouse
     ):

@@ -10,6 +10,7 @@ import datetime as dt
 import dagster as dg
 from pydantic import create_model
 
+from churn_platform import automation
 from churn_platform.checks.model import auc_floor_result, auc_floor_spec
 from churn_platform.constants import (
     CHURN_LABELS,
@@ -91,6 +92,7 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
         ],
         pool=TRAINING_POOL,
         retry_policy=EXTERNAL_SERVICE_RETRY,
+        automation_condition=automation.weekly_model(),
         kinds={"scikitlearn", "mlflow"},
         check_specs=[auc_floor_spec(min_auc)],
     )
@@ -140,6 +142,7 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
         deps=[CHURN_MODEL],
         pool=PROMOTION_POOL,  # one decision at a time: each compares against the current champion
         retry_policy=EXTERNAL_SERVICE_RETRY,
+        automation_condition=automation.after_upstream(),
         kinds={"mlflow"},
     )
     def promotion_decision(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, notifier: Notifier):
@@ -198,6 +201,7 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
         deps=[USER_FEATURES, PROMOTION_DECISION],
         pool=WAREHOUSE_POOL,
         retry_policy=EXTERNAL_SERVICE_RETRY,
+        automation_condition=automation.after_upstream(),
         kinds={engine, "mlflow"},
         description="Churn probability of every user in the week's features, from the champion model.",
     )

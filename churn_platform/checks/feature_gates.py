@@ -2,12 +2,17 @@
 
 A range run checks every as-of date in it; a failed gate stops everything downstream in
 its run and says which gate failed, with the numbers (from `quality.py`, the same numbers
-the assets' metadata plots).
+the assets' metadata plots). Dagster records a partitioned check's result per week only in a
+run of one partition; in a range run each week's verdict is logged too, so automation
+(`automation.py`) knows which weeks passed.
 """
 
 import datetime as dt
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from churn_platform.constants import CHURN_LABELS, USER_FEATURES, WAREHOUSE_POOL
 from churn_platform.gate_thresholds import GateThresholds
@@ -21,6 +26,25 @@ def _result(passed: bool, per_date: dict[dt.date, dict], threshold: dict) -> dg.
     for as_of, values in per_date.items():
         metadata.update({f"{name} ({as_of})": value for name, value in values.items()})
     return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+
+
+def record_each_week(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckResult,
+                     gate, per_date: dict[dt.date, dict], week_of: dict[dt.date, str]) -> dg.AssetCheckResult:
+    """In a range run, log the gate's verdict for each week (its own as-of dates only)."""
+    if context.has_partition_key:
+        return result
+    check_key = next(iter(context.op_execution_context.selected_asset_check_keys))
+    for as_of, values in per_date.items():
+        week = week_of[as_of]
+        verdict = gate({as_of: values})
+        [latest] = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=check_key.asset_key, asset_partitions=[week]), limit=1).records
+        context.op_execution_context.log_event(dg.AssetCheckEvaluation(
+            asset_key=check_key.asset_key, check_name=check_key.name, passed=verdict.passed, partition=week,
+            metadata=verdict.metadata, blocking=True, severity=dg.AssetCheckSeverity.ERROR,
+            target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+                storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp)))
+    return result
 
 
 def population_gate(per_date: dict[dt.date, dict], min_rows: int) -> dg.AssetCheckResult:
@@ -49,33 +73,41 @@ def build_feature_gates(weekly, thresholds: GateThresholds) -> list[dg.AssetChec
     max_null = thresholds.max_null_rate
     min_rate, max_rate = thresholds.min_churn_rate, thresholds.max_churn_rate
 
-    def features_of(context, warehouse: Warehouse) -> dict[dt.date, dict]:
+    def features_of(context, warehouse: Warehouse) -> tuple[dict[dt.date, dict], dict[dt.date, str]]:
+        weeks = week_window(context.partition_time_window)
         with warehouse.connect(read_only=True) as con:
-            return feature_metrics(con, week_window(context.partition_time_window).as_of_dates())
+            per_date = feature_metrics(con, weeks.as_of_dates())
+        return per_date, dict(zip(weeks.as_of_dates(), (m.isoformat() for m in weeks.mondays())))
 
-    def labels_of(context, warehouse: Warehouse) -> dict[dt.date, dict]:
+    def labels_of(context, warehouse: Warehouse) -> tuple[dict[dt.date, dict], dict[dt.date, str]]:
+        weeks = week_window(context.partition_time_window)
         with warehouse.connect(read_only=True) as con:
-            return label_metrics(con, week_window(context.partition_time_window).label_as_of_dates())
+            per_date = label_metrics(con, weeks.label_as_of_dates())
+        return per_date, dict(zip(weeks.label_as_of_dates(), (m.isoformat() for m in weeks.mondays())))
+
+    def judged(context, gate, metrics) -> dg.AssetCheckResult:
+        per_date, week_of = metrics
+        return record_each_week(context, gate(per_date), gate, per_date, week_of)
 
     @dg.asset_check(asset=USER_FEATURES, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"Population at each as-of date is at least {min_rows} users.")
     def user_features_min_population(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
-        return population_gate(features_of(context, warehouse), min_rows)
+        return judged(context, lambda d: population_gate(d, min_rows), features_of(context, warehouse))
 
     @dg.asset_check(asset=USER_FEATURES, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"No feature column is more than {max_null:.0%} null.")
     def user_features_max_null_rate(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
-        return null_rate_gate(features_of(context, warehouse), max_null)
+        return judged(context, lambda d: null_rate_gate(d, max_null), features_of(context, warehouse))
 
     @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"Labelled population is at least {min_rows} users.")
     def churn_labels_min_population(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
-        return population_gate(labels_of(context, warehouse), min_rows)
+        return judged(context, lambda d: population_gate(d, min_rows), labels_of(context, warehouse))
 
     @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
                     description=f"Churn rate lies within [{min_rate:.1%}, {max_rate:.0%}].")
     def churn_labels_churn_rate(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
-        return churn_rate_gate(labels_of(context, warehouse), min_rate, max_rate)
+        return judged(context, lambda d: churn_rate_gate(d, min_rate, max_rate), labels_of(context, warehouse))
 
     return [user_features_min_population, user_features_max_null_rate,
             churn_labels_min_population, churn_labels_churn_rate]

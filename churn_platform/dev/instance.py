@@ -37,9 +37,12 @@ def configure_pools(settings: Settings) -> None:
         instance.event_log_storage.set_concurrency_slots(PROMOTION_POOL, PROMOTION_POOL_LIMIT)
 
 
-def stack_env(settings: Settings, endpoint: str, base: dict[str, str] | None = None) -> dict[str, str]:
+def stack_env(settings: Settings, endpoint: str, base: dict[str, str] | None = None,
+              queue_url: str | None = None) -> dict[str, str]:
     """Environment for every process of the local stack: the same names as production."""
     env = dict(os.environ if base is None else base)
+    if queue_url:
+        env["CHURN_LANDING_QUEUE_URL"] = queue_url
     env.update(OFFLINE_ENV)
     env.update(
         DAGSTER_HOME=str(settings.dagster_home),

@@ -25,7 +25,7 @@ import requests
 from churn_platform.dev import topology
 from churn_platform.dev.instance import stop_process_group
 from churn_platform.dev.postgres import PostgresCluster
-from churn_platform.dev.s3 import ensure_bucket, s3_client
+from churn_platform.dev.s3 import ensure_bucket, ensure_landing_queue, s3_client
 from churn_platform.settings import LOCAL_S3_CREDENTIAL, START_DATE_FILE
 from churn_platform.telemetry import OFFLINE_ENV
 
@@ -36,7 +36,7 @@ POOL_LIMITS = {"training": 4, "promotion": 1}  # see dev/instance.py: the seed's
 _OWNED_PREFIXES = ("CHURN_", "DAGSTER_", "MLFLOW_", "AWS_", "PG")
 # ...except the operator's own knobs, which `make stack` hands to the Dagster services.
 _OPERATOR_PREFIXES = ("CHURN_GATE_", "CHURN_SPARK_", "CHURN_EMR_")
-_OPERATOR_VARS = ("CHURN_LANDING_SENSOR_INTERVAL_SECONDS", "SLACK_BOT_TOKEN", "CHURN_SLACK_CHANNEL",
+_OPERATOR_VARS = ("CHURN_LANDING_SENSOR_INTERVAL_SECONDS", "CHURN_LANDING_SWEEP_INTERVAL_SECONDS", "SLACK_BOT_TOKEN", "CHURN_SLACK_CHANNEL",
                   "CHURN_ENGINE", "CHURN_DBT_TARGET", "CHURN_PIPES_BUCKET")
 
 
@@ -138,6 +138,7 @@ class ProductionStack:
     say: Callable[[str], None] = print
     services: dict[str, Service] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    queue_url: str = ""  # event mode's SQS queue, created with the buckets
 
     def __post_init__(self) -> None:
         self.postgres = PostgresCluster(self.layout.postgres, self.ports.postgres, LOOPBACK)
@@ -163,6 +164,7 @@ class ProductionStack:
             "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{topology.MLFLOW_ARTIFACT_BUCKET}",
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
             "MLFLOW_SERVER_ALLOWED_HOSTS": f"{LOOPBACK}:{self.ports.mlflow},localhost:{self.ports.mlflow}",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
 
     def dagster_env(self) -> dict[str, str]:
@@ -186,12 +188,15 @@ class ProductionStack:
             "CHURN_DAGSTER_UI_URL": self.ui_url,
             "CHURN_MLFLOW_UI_URL": self.mlflow_url,
             "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": "30",
+            "CHURN_LANDING_QUEUE_URL": self.queue_url,
+            "CHURN_LANDING_SWEEP_INTERVAL_SECONDS": "600",
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             # One retry policy: ours (backoff with jitter around every MLflow call), not MLflow's too.
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
             "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
+            "AWS_ENDPOINT_URL_SQS": self.s3_endpoint,  # the loopback server serves SQS too
             **self.extra_env,
         }
 
@@ -256,6 +261,7 @@ class ProductionStack:
         client = s3_client(self.s3_endpoint)
         for bucket in (self.landing_bucket, topology.MLFLOW_ARTIFACT_BUCKET, topology.COMPUTE_LOG_BUCKET):
             ensure_bucket(client, bucket)
+        self.queue_url = ensure_landing_queue(self.s3_endpoint, self.landing_bucket)
         if self.postgres.initialize():
             self.say(f"created the PostgreSQL cluster in {self.postgres.data_dir}")
 

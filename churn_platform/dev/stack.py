@@ -10,7 +10,7 @@ from pathlib import Path
 from churn_platform.dev.instance import configure_pools, install_instance_config, stack_env, stop_process_group
 from churn_platform.dev.landing import DEMO_USERS, land_demo_events
 from churn_platform.dev.local_s3 import PeriodicSync, S3Mirror, local_s3_server
-from churn_platform.dev.s3 import bucket_is_empty, ensure_bucket, s3_client
+from churn_platform.dev.s3 import bucket_is_empty, ensure_bucket, ensure_landing_queue, s3_client
 from churn_platform.settings import DEFAULT_DEMO_DAYS, PROJECT_ROOT, Settings, default_demo_end_date
 
 CODE_LOCATION_MODULE = "churn_platform.definitions"
@@ -36,13 +36,16 @@ def run_dev(settings: Settings, host: str, port: int, s3_port: int) -> int:
         restored = mirror.restore()
         print(f"local S3 at {endpoint}: restored {restored} object(s) into s3://{settings.landing_bucket}")
         _report(mirror)
+        queue_url = ensure_landing_queue(endpoint, settings.landing_bucket)
+        print(f"S3 notifications of events/raw/ go to {queue_url} (the landing sensor's event mode)")
         if bucket_is_empty(client, settings.landing_bucket):
             end = default_demo_end_date()
             print(f"landing demo data: {DEMO_USERS} users, {DEFAULT_DEMO_DAYS} days ending {end} ...")
             files, events = land_demo_events(settings, DEMO_USERS, DEFAULT_DEMO_DAYS, end, 42)
             print(f"landed {events} events in {files} files")
             mirror.sync()
-        settings = Settings.from_env(stack_env(settings, endpoint))  # start date from the demo data
+        env = stack_env(settings, endpoint, queue_url=queue_url)
+        settings = Settings.from_env(env)  # the start date from the demo data
         configure_pools(settings)
         syncer = PeriodicSync(mirror, on_error=lambda msg: print(msg, file=sys.stderr))
         syncer.start()
@@ -50,7 +53,7 @@ def run_dev(settings: Settings, host: str, port: int, s3_port: int) -> int:
             str(Path(sys.executable).parent / "dagster"), "dev", "-m", CODE_LOCATION_MODULE,
             "-h", host, "-p", str(port),
         ]
-        proc = subprocess.Popen(command, env=stack_env(settings, endpoint), cwd=PROJECT_ROOT,
+        proc = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT,
                                 start_new_session=True)
         print(f"Dagster UI: http://{host}:{port}  (Ctrl-C stops everything)")
         signal.signal(signal.SIGTERM, _interrupt)

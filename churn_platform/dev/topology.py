@@ -95,16 +95,20 @@ DAGSTER_INSTANCE_VARS = (
 )
 PLATFORM_VARS = (
     "CHURN_ENV", "CHURN_DATA_DIR", "CHURN_LANDING_BUCKET", "CHURN_START_DATE",
-    "CHURN_DAGSTER_UI_URL", "CHURN_MLFLOW_UI_URL", "CHURN_LANDING_SENSOR_INTERVAL_SECONDS", "MLFLOW_TRACKING_URI",
+    "CHURN_DAGSTER_UI_URL", "CHURN_MLFLOW_UI_URL", "CHURN_LANDING_SENSOR_INTERVAL_SECONDS",
+    "CHURN_LANDING_QUEUE_URL", "CHURN_LANDING_SWEEP_INTERVAL_SECONDS", "MLFLOW_TRACKING_URI",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",
 )
 AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 # MLFLOW_SERVER_ALLOWED_HOSTS: MLflow ≥3.5 answers 403 to a Host header that is not loopback or a
 # private IP (DNS-rebinding guard; /health is exempt), so clients that reach the server by a
 # name (compose's `mlflow`, a Kubernetes service) need that name listed.
-MLFLOW_SERVER_VARS = ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION", "MLFLOW_SERVER_ALLOWED_HOSTS")
-# Only where S3 is not AWS itself (the loopback server here); a deployment on AWS leaves it unset.
-S3_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "MLFLOW_S3_ENDPOINT_URL")
+# MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: MLflow 3's server otherwise starts six job-runner
+# processes (~1.7 GB together) for features the platform does not use.
+MLFLOW_SERVER_VARS = ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION", "MLFLOW_SERVER_ALLOWED_HOSTS",
+                      "MLFLOW_SERVER_ENABLE_JOB_EXECUTION")
+# Only where S3 and SQS are not AWS itself (the loopback server here); a deployment on AWS leaves them unset.
+ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "MLFLOW_S3_ENDPOINT_URL")
 OFFLINE_VARS = ("DAGSTER_DISABLE_TELEMETRY", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK",
                 "DBT_SEND_ANONYMOUS_USAGE_STATS")
 
@@ -118,5 +122,6 @@ def service_variables(service: str) -> tuple[str, ...]:
     if service in ("code_server", "webserver", "daemon"):
         # One environment for the three: run workers are launched by the code server, the daemon
         # evaluates sensors through it, and all three open the same instance.
-        return (*DAGSTER_INSTANCE_VARS, *PLATFORM_VARS, *AWS_VARS, "AWS_ENDPOINT_URL_S3", *OFFLINE_VARS)
+        return (*DAGSTER_INSTANCE_VARS, *PLATFORM_VARS, *AWS_VARS, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS",
+                *OFFLINE_VARS)
     raise ValueError(f"unknown service {service!r}")

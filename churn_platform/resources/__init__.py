@@ -8,6 +8,7 @@ from dagster_slack import SlackResource
 
 from churn_platform.resources.dbt import DBT_EXECUTABLE, DBT_PROJECT, OfflineDbtCliResource
 from churn_platform.resources.landing import LandingZone
+from churn_platform.resources.landing_queue import LandingQueue
 from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform.resources.notify import Notifier
 from churn_platform.redaction import has_credentials
@@ -34,6 +35,24 @@ def build_s3(settings: Settings) -> S3Resource:
             aws_secret_access_key=LOCAL_S3_CREDENTIAL,
         )
     return S3Resource(endpoint_url=_secret_safe(settings.s3_endpoint_url, "AWS_ENDPOINT_URL_S3"))
+
+
+def build_landing_queue(settings: Settings) -> LandingQueue:
+    """The SQS queue of event mode; locally on the loopback server, with its throwaway credentials."""
+    endpoint = _secret_safe(settings.queue_endpoint_url, "AWS_ENDPOINT_URL_SQS")
+    if settings.local_s3_credentials:
+        return LandingQueue(queue_url=settings.landing_queue_url, endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id=LOCAL_S3_CREDENTIAL, aws_secret_access_key=LOCAL_S3_CREDENTIAL)
+    return LandingQueue(queue_url=settings.landing_queue_url, endpoint_url=endpoint,
+                        region_name=queue_region(settings.landing_queue_url))
+
+
+def queue_region(queue_url: str) -> str | None:
+    """The region in an AWS queue URL (https://sqs.<region>.amazonaws.com/...); None elsewhere,
+    where boto3's own configuration (AWS_REGION) applies."""
+    host = queue_url.split("/")[2] if "//" in queue_url else ""
+    parts = host.split(".")
+    return parts[1] if len(parts) >= 4 and parts[0] == "sqs" and host.endswith(".amazonaws.com") else None
 
 
 def build_notifier(settings: Settings) -> Notifier:
@@ -74,9 +93,11 @@ def build_spark_jobs(settings: Settings) -> SparkJobs:
 def build_resources(settings: Settings) -> dict:
     s3 = build_s3(settings)
     warehouse = build_warehouse(settings)
-    engine_resources = {"spark_jobs": build_spark_jobs(settings)} if settings.engine == "spark" else {}
+    optional = {"spark_jobs": build_spark_jobs(settings)} if settings.engine == "spark" else {}
+    if settings.landing_queue_url:
+        optional["landing_queue"] = build_landing_queue(settings)
     return {
-        **engine_resources,
+        **optional,
         "s3": s3,
         "landing": LandingZone(s3=s3, bucket=settings.landing_bucket),
         "warehouse": warehouse,

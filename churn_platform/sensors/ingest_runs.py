@@ -75,6 +75,12 @@ def _outcome(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunOutcome:
         if "retryable_days" in metadata:
             retryable.update(metadata["retryable_days"].value)
     ingests = not run.asset_selection or dg.AssetKey(RAW_EVENTS) in run.asset_selection  # empty: the whole job
+    # A failed blocking gate on raw_events stopped the aggregate in the run: its days wait for
+    # new files like a bad file, never an aggregate-only run past the gate.
+    for gate in _failed_raw_events_gates(instance, run.run_id):
+        for day in materialized[RAW_EVENTS] - materialized[USER_DAILY_ACTIVITY]:
+            bad_input.setdefault(day, f"blocking check {gate} failed")
+        materialized[RAW_EVENTS] -= set(bad_input)
     return RunOutcome(
         run_id=run.run_id,
         days=run_days(dict(run.tags)),
@@ -86,3 +92,12 @@ def _outcome(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunOutcome:
         retryable=retryable,
         failure=failure,
     )
+
+
+def _failed_raw_events_gates(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    failed = []
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if evaluation.asset_key == dg.AssetKey(RAW_EVENTS) and evaluation.blocking and not evaluation.passed:
+            failed.append(evaluation.check_name)
+    return failed

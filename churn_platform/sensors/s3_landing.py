@@ -1,4 +1,4 @@
-"""The S3 landing sensor: requests an ingest run for every date whose landed files changed.
+"""The landing sensor's listing planner: which dates' landed files changed, and the cursor.
 
 What the cursor compares. S3 lists in key order only, so finding a late file for an old date
 needs a listing of the whole prefix whatever the cursor holds. Given that listing, the cursor
@@ -33,20 +33,16 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from churn_platform.constants import USER_DAILY_ACTIVITY
 from churn_platform.events import LANDING_PREFIX, day_prefix, parse_landing_key
-from churn_platform.jobs import INGEST_JOB
-from churn_platform.resources.landing import LandingZone
-from churn_platform.sensors.ingest_outcomes import Pending, RetryLimits, plan_followups
-from churn_platform.sensors.ingest_runs import RunReview, review_finished_runs
+from churn_platform.sensors.ingest_outcomes import Pending
+from churn_platform.sensors.ingest_runs import RunReview
 
 LANDING_SENSOR = "s3_landing_sensor"
-CURSOR_VERSION = 2  # 2 added what is pending after failed runs; a version 1 cursor still reads
+CURSOR_VERSION = 3  # 2 added what is pending after failed runs, 3 the queue; older cursors still read
 _DIGEST_MODULUS = 2**64
 _REPORTED_KEYS = 10  # skipped keys named in a tick's report; the rest are counted
 
@@ -57,10 +53,11 @@ BEFORE_START = "before the first partition"
 
 @dataclass(frozen=True)
 class TickLimits:
-    """Work one tick may do. The defaults list 20k keys and launch 25 runs at most."""
+    """Work one tick may do. The defaults list 20k keys and request 200 dates at most: consecutive
+    dates coalesce into one range run, so a first start over months of history is one run."""
 
     max_list_calls: int = 20  # ListObjectsV2 calls; the hot scan may use half of them
-    max_run_requests: int = 25
+    max_run_requests: int = 200  # dates requested per tick
     page_size: int = 1000  # keys per call (S3 returns at most 1000)
     hot_days: int = 3
 
@@ -100,6 +97,25 @@ class ScanState:
 
 
 @dataclass(frozen=True)
+class QueueState:
+    """Event mode: messages to delete on the next tick, dates still to request, the last full sweep."""
+
+    to_delete: tuple[str, ...] = ()  # receipt handles of the messages this tick read
+    backlog: tuple[str, ...] = ()  # named dates the run quota had no room for
+    swept_at: float = 0.0  # when the rolling sweep last wrapped (epoch seconds)
+
+    def to_json(self) -> list:
+        return [list(self.to_delete), list(self.backlog), self.swept_at]
+
+    @classmethod
+    def from_json(cls, raw: list | None) -> QueueState:
+        if not raw:
+            return cls()
+        to_delete, backlog, swept_at = raw
+        return cls(tuple(to_delete), tuple(backlog), float(swept_at))
+
+
+@dataclass(frozen=True)
 class LandingCursor:
     """Per date, the digest of the listing last requested; plus where each scan resumes."""
 
@@ -108,6 +124,7 @@ class LandingCursor:
     rolling: ScanState = ScanState()
     pending: Pending = Pending()
     reviewed: RunReview = RunReview()
+    queue: QueueState = QueueState()
 
     def to_json(self) -> str:
         return json.dumps(
@@ -118,6 +135,7 @@ class LandingCursor:
                 "rolling": self.rolling.to_json(),
                 "pending": self.pending.to_json(),
                 "reviewed": self.reviewed.to_json(),
+                "queue": self.queue.to_json(),
             },
             separators=(",", ":"),
         )
@@ -127,7 +145,7 @@ class LandingCursor:
         if not raw:
             return cls()
         data = json.loads(raw)
-        if data.get("v") not in (1, CURSOR_VERSION):
+        if data.get("v") not in (1, 2, CURSOR_VERSION):
             raise ValueError(
                 f"landing sensor cursor version {data.get('v')!r} is not {CURSOR_VERSION}; "
                 "reset the sensor cursor (run keys keep already-launched runs from repeating)"
@@ -138,6 +156,7 @@ class LandingCursor:
             rolling=ScanState.from_json(data["rolling"]),
             pending=Pending.from_json(data.get("pending")),
             reviewed=RunReview.from_json(data.get("reviewed")),
+            queue=QueueState.from_json(data.get("queue")),
         )
 
 
@@ -154,6 +173,8 @@ class TickPlan:
     skipped_keys: list[SkippedKey]
     deferred_dates: list[str]
     list_calls: int
+    backlog: list[str] = field(default_factory=list)  # dates named by notices, left for the next tick
+    sweep_wrapped: bool = False  # the rolling scan reached the end of the prefix this tick
 
     def report(self) -> str:
         """One line for the tick: what was requested, skipped and deferred."""
@@ -171,6 +192,8 @@ class TickPlan:
             )
         if self.deferred_dates:
             parts.append(f"deferred until they are partitions: {self.deferred_dates}")
+        if self.backlog:
+            parts.append(f"{len(self.backlog)} notified date(s) left for the next tick (run quota)")
         return "; ".join(parts)
 
 
@@ -226,8 +249,30 @@ class _Tick:
                 return self._close(partial, lower)
         return ScanState(after, partial)
 
-    def _list_page(self, after: str) -> dict:
-        kwargs = {"Bucket": self.bucket, "Prefix": LANDING_PREFIX, "MaxKeys": self.limits.page_size}
+    def request_days(self, days: set[str]) -> list[str]:
+        """Event mode: list each notified date alone and offer it; returns those the quota left."""
+        left = []
+        for day in sorted(days):
+            if len(self.run_requests) >= self.limits.max_run_requests:
+                left.append(day)
+                continue
+            self._offer(self._list_day(day))
+        return left
+
+    def _list_day(self, day: str) -> PartialDate:
+        """The digest of one date's listing, as the scans compute it (every page)."""
+        digest, after = 0, ""
+        while True:
+            page = self._list_page(after, day_prefix(day))
+            for obj in page.get("Contents", []):
+                if self._partition_day(obj["Key"]) == day:
+                    digest = (digest + _object_digest(obj["Key"], obj["ETag"])) % _DIGEST_MODULUS
+                after = obj["Key"]
+            if not page.get("IsTruncated"):
+                return PartialDate(day, digest)
+
+    def _list_page(self, after: str, prefix: str = LANDING_PREFIX) -> dict:
+        kwargs = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self.limits.page_size}
         if after:
             kwargs["StartAfter"] = after
         self.list_calls += 1
@@ -291,126 +336,40 @@ def plan_tick(
     today: dt.date,
     start_date: dt.date,
     limits: TickLimits = TickLimits(),
+    notified_keys: list[str] | None = None,
+    sweep: bool = True,
 ) -> TickPlan:
     """One sensor tick: list within `limits`, decide the run requests and the next cursor.
 
     `client` is a boto3 S3 client; `today` is the current UTC date (partitions end yesterday).
+    In event mode, `notified_keys` (from the queue) and the dates carried in the cursor are
+    listed one date each, first; `sweep` False leaves the rolling scan where it is.
     """
     tick = _Tick(client, bucket, cursor, today, start_date, limits)
+    backlog: list[str] = []
+    if notified_keys is not None:
+        days = {day for key in notified_keys if (day := tick._partition_day(key)) is not None}
+        days |= {day for day in cursor.queue.backlog if tick._is_partition(day)}
+        backlog = tick.request_days(days)
     hot = ScanState()
     hot_range = _hot_range(today, start_date, limits.hot_days)
     if hot_range is not None:
         lower, upper = hot_range
         hot = cursor.hot if lower <= cursor.hot.after < upper else ScanState(lower)
         hot = tick.scan(hot, lower, upper, limits.max_list_calls // 2)
-    rolling = tick.scan(cursor.rolling, "", None, limits.max_list_calls - tick.list_calls)
+    rolling, wrapped = cursor.rolling, False
+    budget = limits.max_list_calls - tick.list_calls
+    if sweep and budget > 0:
+        rolling = tick.scan(cursor.rolling, "", None, budget)
+        wrapped = rolling == ScanState()
     return TickPlan(
         run_requests=tick.run_requests,
         new_cursor=LandingCursor(requested=tick.requested, hot=hot, rolling=rolling,
-                                 pending=cursor.pending, reviewed=cursor.reviewed),
+                                 pending=cursor.pending, reviewed=cursor.reviewed,
+                                 queue=dataclasses.replace(cursor.queue, backlog=tuple(backlog))),
         skipped_keys=[SkippedKey(key, reason) for key, reason in sorted(tick.skipped.items())],
         deferred_dates=sorted(tick.deferred),
         list_calls=tick.list_calls,
+        backlog=backlog,
+        sweep_wrapped=wrapped,
     )
-
-
-def coalesce_into_ranges(requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
-    """One run per run of consecutive dates, as a single-run backfill would do.
-
-    Catching up (first start, a long outage) then costs a few runs instead of one per day;
-    each range run ingests a day at a time. A lone date keeps its plain partition request.
-    """
-    by_day = sorted(requests, key=lambda r: r.partition_key)
-    groups: list[list[dg.RunRequest]] = []
-    for request in by_day:
-        day = dt.date.fromisoformat(request.partition_key)
-        if groups and dt.date.fromisoformat(groups[-1][-1].partition_key) == day - dt.timedelta(days=1):
-            groups[-1].append(request)
-        else:
-            groups.append([request])
-    coalesced = []
-    for group in groups:
-        if len(group) == 1:
-            coalesced.append(group[0])
-            continue
-        first, last = group[0].partition_key, group[-1].partition_key
-        digest = hashlib.sha256("|".join(r.run_key for r in group).encode()).hexdigest()[:16]
-        coalesced.append(
-            dg.RunRequest(
-                run_key=f"{first}..{last}:{digest}",
-                tags={
-                    "dagster/asset_partition_range_start": first,
-                    "dagster/asset_partition_range_end": last,
-                },
-            )
-        )
-    return coalesced
-
-
-def build_landing_sensor(
-    start_date: dt.date,
-    job_name: str = INGEST_JOB,
-    limits: TickLimits = TickLimits(),
-    minimum_interval_seconds: int = 30,
-    retry_limits: RetryLimits = RetryLimits(),
-) -> dg.SensorDefinition:
-    """The sensor over the landing bucket; `start_date` is the first daily partition."""
-
-    @dg.sensor(
-        name=LANDING_SENSOR,
-        job_name=job_name,
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            "Requests an ingest run for each date whose files under events/raw/ are new, "
-            "late or rewritten; retries dates that failed for a transient reason, aggregates "
-            "days a failed range run loaded, and names what is pending; reports keys outside the layout."
-        ),
-    )
-    def s3_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
-        cursor = LandingCursor.from_json(context.cursor)
-        plan = plan_tick(
-            landing.client(),
-            landing.bucket,
-            cursor,
-            today=dt.datetime.now(dt.timezone.utc).date(),
-            start_date=start_date,
-            limits=limits,
-        )
-        outcomes, reviewed = review_finished_runs(context.instance, LANDING_SENSOR, cursor.reviewed)
-        requested_days = [r.partition_key for r in plan.run_requests]
-        followups = plan_followups(outcomes, cursor.pending, time.time(), retry_limits)
-        pending = followups.pending.forget(requested_days)  # new files supersede a pending retry
-        new_cursor = dataclasses.replace(plan.new_cursor, pending=pending, reviewed=reviewed)
-        retries = [
-            dg.RunRequest(run_key=f"{day}:{new_cursor.requested.get(day, '-')}:retry{attempt}", partition_key=day)
-            for day, attempt in followups.ingest_days if day not in requested_days
-        ]
-        aggregates = aggregate_requests(followups.aggregate_days, new_cursor)
-        report = "; ".join(filter(None, [plan.report(), followups.report(time.time())]))
-        requests = coalesce_into_ranges(plan.run_requests + retries) + aggregates
-        if not requests:
-            return dg.SensorResult(cursor=new_cursor.to_json(), skip_reason=report)
-        log = context.log.warning if plan.skipped_keys or pending.waiting or pending.gave_up else context.log.info
-        log(report)
-        return dg.SensorResult(run_requests=requests, cursor=new_cursor.to_json())
-
-    return s3_landing_sensor
-
-
-def aggregate_requests(days: list[str], cursor: LandingCursor) -> list[dg.RunRequest]:
-    """user_daily_activity alone for days whose raw_events loaded: one run per consecutive range.
-
-    Run keys carry each day's file digest and retry attempt, so a later failure of the same
-    day (new files, or a failed aggregate) is never mistaken for a run already launched.
-    """
-    def key(day: str) -> str:
-        retry = cursor.pending.retries.get(day)
-        return f"{day}:{cursor.requested.get(day, '-')}:aggregate{retry.attempt if retry else 0}"
-
-    selection = [dg.AssetKey(USER_DAILY_ACTIVITY)]
-    return [
-        dg.RunRequest(run_key=f"aggregate:{group.run_key}", partition_key=group.partition_key,
-                      tags=group.tags, asset_selection=selection)
-        for group in coalesce_into_ranges([dg.RunRequest(run_key=key(d), partition_key=d) for d in days])
-    ]

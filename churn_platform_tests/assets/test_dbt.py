@@ -107,3 +107,22 @@ def test_features_refuse_a_window_with_missing_days(demo_settings):
     result = materialize(demo_settings, ["user_features"], K)
     assert not result.success
     assert "user_daily_activity not built for 1 day(s): 2024-03-01" in failure_message(result, "user_features_dbt")
+
+
+def test_a_range_run_records_each_weeks_gate_verdict(demo_settings):
+    """Dagster keeps a partitioned check's result per week only for one-week runs; a range run
+    logs each week's own verdict, which automation reads (a range as automation launches it)."""
+    from churn_platform.definitions import build_definitions
+
+    weeks = [(dt.date.fromisoformat(K_MINUS_4) + dt.timedelta(weeks=i)).isoformat() for i in range(5)]
+    instance = dg.DagsterInstance.ephemeral()
+    job = build_definitions(demo_settings).resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey("user_features")})
+    result = job.execute_in_process(instance=instance, tags={
+        "dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]})
+    assert result.success
+    population = dg.AssetCheckKey(dg.AssetKey("user_features"), "user_features_min_population")
+    history = instance.event_log_storage.get_asset_check_execution_history(population, limit=20)
+    by_week = {r.evaluation.partition: r.evaluation.passed for r in history
+               if r.evaluation is not None and getattr(r.evaluation, "partition", None)}
+    assert by_week == dict.fromkeys(weeks, True)

@@ -25,7 +25,7 @@ DAGSTER_SERVICES = ("code_server", "webserver", "daemon")
 ALL_NAMES = {name for service in topology.SERVICES for name in topology.service_variables(service)}
 # compose and Helm target AWS S3 itself, where these stay unset: an empty MLFLOW_S3_ENDPOINT_URL
 # breaks MLflow, and the DockerRunLauncher refuses to forward a name that is not set.
-OMITTED = set(topology.S3_ENDPOINT_VARS)
+OMITTED = set(topology.ENDPOINT_VARS)
 POSTGRES_IMAGE_VARS = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}  # the postgres image's own
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY_ID")
 REQUIRED_INTERPOLATION = re.compile(r"\$\{[A-Z_][A-Z0-9_]*:\?[^}]*\}")  # ${VAR:?message}: no default

@@ -20,7 +20,7 @@ from churn_platform.settings import Settings
 
 END = dt.date(2024, 5, 26)
 DAYS = 126
-USERS = 12000
+USERS = 4000
 K_MINUS_1, K = "2024-05-13", "2024-05-20"
 TABLES = ("raw_events", "user_features", "churn_labels", "churn_scores")
 

@@ -1,7 +1,9 @@
 """A real `dagster dev` (webserver + daemon) over a loopback S3 server, started once per module.
 
 The stack gets its own DAGSTER_HOME, CHURN_DATA_DIR and moto server, and a few seeded days
-that end two days ago, so yesterday is a partition with nothing landed yet.
+that end two days ago, so yesterday is a partition with nothing landed yet. As in `make dev`,
+the bucket's notifications go to an SQS queue: the landing sensor runs in event mode, with a
+sweep every SWEEP_SECONDS.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,8 @@ import pytest
 from churn_platform.dev.instance import install_instance_config, stack_env, stop_process_group
 from churn_platform.dev.landing import land_demo_events
 from churn_platform.dev.local_s3 import local_s3_server
-from churn_platform.dev.s3 import s3_client
+from churn_platform.dev.s3 import ensure_landing_queue, s3_client, sqs_client
+from churn_platform.events import day_prefix
 from churn_platform.settings import PROJECT_ROOT, Settings
 from churn_platform_tests.dagster_ui import DagsterUI
 from churn_platform_tests.helpers import free_port
@@ -30,6 +34,7 @@ CODE_LOCATION_MODULE = "churn_platform.definitions"
 # Every seeded date in range is a run for the landing sensor's first tick: keep them few.
 SEEDED_DAYS = 3
 SEEDED_USERS = 300
+SWEEP_SECONDS = 15
 STARTUP_TIMEOUT = 120
 GROUP_EXIT_TIMEOUT = 15
 LOG_TAIL_LINES = 60
@@ -46,11 +51,17 @@ class DagsterDev(DagsterUI):
     settings: Settings | None = None
     log_path: Path | None = None
     seeded_days: tuple[dt.date, ...] = ()
+    queue_url: str = ""
+    withheld: dict[str, bytes] = field(default_factory=dict)  # landing key: body, not landed yet
 
     @property
     def s3(self):
         """A boto3 client for the stack's S3 server."""
         return s3_client(self.settings.s3_endpoint_url)
+
+    @property
+    def sqs(self):
+        return sqs_client(self.settings.s3_endpoint_url)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -74,12 +85,13 @@ def _stop(proc: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def dagster_dev(tmp_path_factory) -> Iterator[DagsterDev]:
-    """`dagster dev -m churn_platform.definitions` on a free loopback port, with seeded landing data."""
-    tmp = tmp_path_factory.mktemp("dagster_dev")
-    last_day = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)
-    first_day = last_day - dt.timedelta(days=SEEDED_DAYS - 1)
+@contextmanager
+def running_dagster_dev(tmp: Path, users: int, days: int, last_day: dt.date, withhold: dt.date | None = None,
+                        **extra_env: str) -> Iterator[DagsterDev]:
+    """`dagster dev -m churn_platform.definitions` on a free loopback port, over `days` of
+    generated events ending `last_day`, landed before it starts; the files of `withhold` are
+    kept back (in `withheld`) for the test to land late."""
+    first_day = last_day - dt.timedelta(days=days - 1)
     with local_s3_server(port=0) as endpoint:
         env = {
             "CHURN_ENV": "local",
@@ -88,17 +100,29 @@ def dagster_dev(tmp_path_factory) -> Iterator[DagsterDev]:
             "AWS_ENDPOINT_URL_S3": endpoint,
             "CHURN_START_DATE": first_day.isoformat(),
             "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": "5",  # tests wait on ticks: keep them short
+            "CHURN_LANDING_SWEEP_INTERVAL_SECONDS": str(SWEEP_SECONDS),
+            **extra_env,
         }
+        env["CHURN_LANDING_QUEUE_URL"] = ensure_landing_queue(endpoint, Settings.from_env(env).landing_bucket)
         settings = Settings.from_env(env)
         install_instance_config(settings)
-        land_demo_events(settings, users=SEEDED_USERS, days=SEEDED_DAYS, end_date=last_day, random_seed=7)
+        land_demo_events(settings, users=users, days=days, end_date=last_day, random_seed=7)
+        withheld = {}
+        if withhold is not None:
+            s3 = s3_client(endpoint)
+            for obj in s3.list_objects_v2(Bucket=settings.landing_bucket, Prefix=day_prefix(withhold))["Contents"]:
+                withheld[obj["Key"]] = s3.get_object(Bucket=settings.landing_bucket, Key=obj["Key"])["Body"].read()
+                s3.delete_object(Bucket=settings.landing_bucket, Key=obj["Key"])
+            sqs_client(endpoint).purge_queue(QueueUrl=env["CHURN_LANDING_QUEUE_URL"])  # the sweep finds the rest
 
         port = free_port()
         stack = DagsterDev(
             url=f"http://127.0.0.1:{port}",
             settings=settings,
             log_path=tmp / "dagster_dev.log",
-            seeded_days=tuple(first_day + dt.timedelta(days=i) for i in range(SEEDED_DAYS)),
+            seeded_days=tuple(first_day + dt.timedelta(days=i) for i in range(days)),
+            queue_url=env["CHURN_LANDING_QUEUE_URL"],
+            withheld=withheld,
         )
         command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m", CODE_LOCATION_MODULE,
                    "-h", "127.0.0.1", "-p", str(port)]
@@ -114,3 +138,11 @@ def dagster_dev(tmp_path_factory) -> Iterator[DagsterDev]:
             yield stack
         finally:
             _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory) -> Iterator[DagsterDev]:
+    """A few seeded days that end two days ago, so yesterday is a partition with nothing landed yet."""
+    last_day = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)
+    with running_dagster_dev(tmp_path_factory.mktemp("dagster_dev"), SEEDED_USERS, SEEDED_DAYS, last_day) as stack:
+        yield stack

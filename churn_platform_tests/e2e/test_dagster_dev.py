@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
+from urllib.parse import quote_plus
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -132,6 +134,75 @@ STOP_SENSOR = "mutation($id: String!) { stopSensor(id: $id) { __typename } }"
 START_SENSOR = "mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) { __typename } }"
 
 
+TICK_LOGS_QUERY = """
+query($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { ticks(limit: 30) { runIds skipReason logEvents { events { message } } } } }
+  }
+}
+"""
+
+
+def _tick_texts(dagster_dev, selector) -> list[tuple[list[str], str]]:
+    """Each recent tick's run ids and what it said (its skip reason or its log), newest first."""
+    ticks = dagster_dev.graphql(TICK_LOGS_QUERY, selector=selector)["sensorOrError"]["sensorState"]["ticks"]
+    return [(t["runIds"], " ".join([t["skipReason"] or ""] + [e["message"] for e in t["logEvents"]["events"]]))
+            for t in ticks]
+
+
+def _new_runs(dagster_dev, day: str, before: set[str]) -> list[dict]:
+    runs = dagster_dev.runs(tags={"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": day})
+    return [r for r in runs if r["runId"] not in before]
+
+
+def test_the_queue_brings_a_file_once_and_the_sweep_finds_one_whose_notice_was_lost(dagster_dev):
+    selector = {**dagster_dev.repository_selector(), "sensorName": LANDING_SENSOR}
+    wait_for("the sensor's first runs", lambda: dagster_dev.runs(tags={"dagster/sensor_name": LANDING_SENSOR}),
+             SENSOR_RUN_TIMEOUT)
+    dagster_dev.wait_until_idle(RUN_TIMEOUT)
+    before = {r["runId"] for r in dagster_dev.runs()}
+    bucket = dagster_dev.settings.landing_bucket
+    lost, queued = (day.isoformat() for day in dagster_dev.seeded_days[:2])  # `lost` is older than the hot scan
+
+    # A notice: the run comes from the tick that read it.
+    key = landing_key(queued, "queued file.parquet")
+    put_table(dagster_dev.s3, bucket, key, event_table(dt.date.fromisoformat(queued), 12, start_id=50_000))
+    [run] = wait_for("the run of the notified file", lambda: _new_runs(dagster_dev, queued, before),
+                     SENSOR_RUN_TIMEOUT)
+    dagster_dev.assert_run_succeeded(run["runId"], RUN_TIMEOUT)
+    [said] = [text for run_ids, text in _tick_texts(dagster_dev, selector) if run["runId"] in run_ids]
+    assert "queue: 1 message(s) naming 1 key(s)" in said, said
+
+    # The same notice again, then a whole sweep: neither runs the file a second time.
+    notice = {"Records": [{"eventName": "ObjectCreated:Put",
+                           "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key)}}}]}
+    dagster_dev.sqs.send_message(QueueUrl=dagster_dev.queue_url, MessageBody=json.dumps(notice))
+    wait_for("a tick that read the duplicate notice", lambda: any(
+        "queue: 1 message(s) naming 1 key(s)" in text and not run_ids
+        for run_ids, text in _tick_texts(dagster_dev, selector)), SENSOR_RUN_TIMEOUT)
+
+    # A file whose notice is deleted before the sensor reads it: found by the sweep.
+    sensor_id = dagster_dev.graphql(SENSOR_ID_QUERY, selector=selector)["sensorOrError"]["id"]
+    dagster_dev.graphql(STOP_SENSOR, id=sensor_id)
+    try:
+        put_table(dagster_dev.s3, bucket, landing_key(lost, "lost.parquet"),
+                  event_table(dt.date.fromisoformat(lost), 12, start_id=60_000))
+        dagster_dev.sqs.purge_queue(QueueUrl=dagster_dev.queue_url)
+    finally:
+        dagster_dev.graphql(START_SENSOR, selector=selector)
+    [swept] = wait_for("the sweep's run of the file", lambda: _new_runs(dagster_dev, lost, before),
+                       SENSOR_RUN_TIMEOUT)
+    dagster_dev.assert_run_succeeded(swept["runId"], RUN_TIMEOUT)
+    [said] = [text for run_ids, text in _tick_texts(dagster_dev, selector) if swept["runId"] in run_ids]
+    assert "(sweep)" in said and "queue: 0 message(s)" in said, said
+    assert len(_new_runs(dagster_dev, queued, before)) == 1  # the sweeps since did not repeat it
+    for day, extra in ((queued, 12), (lost, 12)):
+        assert dagster_dev.partition_status(RAW_EVENTS, day) == "MATERIALIZED"
+        with DuckDBWarehouse(path=str(dagster_dev.settings.warehouse_path)).connect(read_only=True) as con:
+            rows = con.execute("SELECT count(*) FROM raw_events WHERE event_date = ?", [day]).fetchone()[0]
+        assert rows == _landed_rows(dagster_dev, dt.date.fromisoformat(day)) and rows > extra
+
+
 def test_a_bad_day_never_hides_its_good_neighbour(dagster_dev):
     """Land a corrupt file for D-1 and a good one for D in the same tick: one range run fails,
     but D shows as materialized, its daily aggregate gets built, and D-1 waits for new files."""
@@ -144,6 +215,7 @@ def test_a_bad_day_never_hides_its_good_neighbour(dagster_dev):
               SENSOR_RUN_TIMEOUT)
     dagster_dev.wait_until_idle(RUN_TIMEOUT)
     assert dagster_dev.graphql(STOP_SENSOR, id=sensor_id)["stopSensor"]["__typename"] == "StopSensorMutationResult"
+    before = {r["runId"] for r in dagster_dev.runs()}  # earlier tests ran these days too
     try:  # both files in the same tick, so the sensor coalesces them into one range run
         dagster_dev.s3.put_object(Bucket=bucket, Key=landing_key(bad, "late.parquet"), Body=b"not parquet")
         put_table(dagster_dev.s3, bucket, landing_key(good, "late.parquet"),
@@ -162,7 +234,7 @@ def test_a_bad_day_never_hides_its_good_neighbour(dagster_dev):
     followup_tags = {"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": good}
     aggregate = wait_for(
         "the aggregate run of the good day",
-        lambda: [r for r in dagster_dev.runs(tags=followup_tags) if r["runId"] != ranged["runId"]],
+        lambda: [r for r in dagster_dev.runs(tags=followup_tags) if r["runId"] not in before | {ranged["runId"]}],
         SENSOR_RUN_TIMEOUT + RUN_TIMEOUT,
     )[0]
     dagster_dev.assert_run_succeeded(aggregate["runId"], RUN_TIMEOUT)
@@ -173,3 +245,4 @@ def test_a_bad_day_never_hides_its_good_neighbour(dagster_dev):
         return [t for t in state["ticks"] if f"{bad}: waiting for new or changed files" in (t["skipReason"] or "")]
 
     wait_for("a sensor tick naming the day that waits for new files", ticks_naming_the_bad_day, SENSOR_RUN_TIMEOUT)
+

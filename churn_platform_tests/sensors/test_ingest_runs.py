@@ -11,7 +11,8 @@ from churn_platform.definitions import build_definitions
 from churn_platform.jobs import INGEST_JOB
 from churn_platform.resources import build_resources
 from churn_platform.sensors.ingest_outcomes import RetryLimits
-from churn_platform.sensors.s3_landing import LANDING_SENSOR, LandingCursor, build_landing_sensor
+from churn_platform.sensors.landing_sensor import build_landing_sensor
+from churn_platform.sensors.s3_landing import LANDING_SENSOR, LandingCursor
 from churn_platform_tests.helpers import event_table, put_table
 
 SENSOR_TAG = {"dagster/sensor_name": LANDING_SENSOR}

@@ -7,12 +7,12 @@ import datetime as dt
 
 import pytest
 
+from churn_platform.automation import AUTOMATION_SENSOR
 from churn_platform.constants import CHAMPION_ALIAS, CHURN_SCORES, RAW_EVENTS, REGISTERED_MODEL_NAME
 from churn_platform.dev import topology
 from churn_platform.jobs import INGEST_JOB, TRAINING_JOB
-from churn_platform.schedules import WEEKLY_TRAINING_SCHEDULE
 from churn_platform.windows import WeekWindow
-from churn_platform_tests.dagster_ui import LAUNCH_BACKFILL
+from churn_platform_tests.dagster_ui import LAUNCH_BACKFILL, SENSOR_QUERY, wait_for
 from churn_platform_tests.helpers import DEMO_END, K
 
 pytestmark = pytest.mark.stack
@@ -63,23 +63,7 @@ def test_the_weekly_job_trains_registers_on_the_tracking_server_and_scores(produ
     assert scored[0] > 0 and scored[1] == scored[2] == new, scored
 
 
-SCHEDULE_QUERY = """
-query($selector: ScheduleSelector!) {
-  scheduleOrError(scheduleSelector: $selector) {
-    __typename
-    ... on Schedule {
-      cronSchedule
-      executionTimezone
-      scheduleState { status }
-      futureTicks(limit: 1) { results { timestamp } }
-    }
-    ... on Error { message }
-  }
-}
-"""
-
-
-def test_a_backfill_runs_once_and_the_weekly_schedule_is_on_as_in_make_dev(production_stack):
+def test_a_backfill_runs_once_and_automation_is_on_as_in_make_dev(production_stack):
     stack = production_stack
     days = [DEMO_END + dt.timedelta(days=40 + i) for i in range(2)]
     for day in days:  # one at a time: landed together, the sensor would ingest them in one range run
@@ -101,10 +85,10 @@ def test_a_backfill_runs_once_and_the_weekly_schedule_is_on_as_in_make_dev(produ
                                   "GROUP BY event_date", days).fetchall())
     assert counts == dict.fromkeys(days, 30), counts
 
-    selector = {**stack.repository_selector(), "scheduleName": WEEKLY_TRAINING_SCHEDULE}
-    schedule = stack.graphql(SCHEDULE_QUERY, selector=selector)["scheduleOrError"]
-    assert schedule["__typename"] == "Schedule", schedule
-    assert schedule["scheduleState"]["status"] == "RUNNING"
-    assert (schedule["cronSchedule"], schedule["executionTimezone"]) == ("0 1 * * 1", "UTC")
-    next_tick = dt.datetime.fromtimestamp(schedule["futureTicks"]["results"][0]["timestamp"], dt.timezone.utc)
-    assert (next_tick.weekday(), next_tick.hour, next_tick.minute) == (0, 1, 0), next_tick
+    # Declarative automation runs here as in `make dev`: its sensor is on, evaluated by the daemon.
+    selector = {**stack.repository_selector(), "sensorName": AUTOMATION_SENSOR}
+    automation = stack.graphql(SENSOR_QUERY, selector=selector)["sensorOrError"]
+    assert automation["__typename"] == "Sensor", automation
+    assert automation["sensorState"]["status"] == "RUNNING"
+    wait_for("an automation tick", lambda: stack.graphql(SENSOR_QUERY, selector=selector)["sensorOrError"]
+             ["sensorState"]["ticks"], stack.run_timeout)
