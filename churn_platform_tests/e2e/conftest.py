@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -101,9 +102,12 @@ def running_dagster_dev(tmp: Path, users: int, days: int, last_day: dt.date, wit
             "CHURN_START_DATE": first_day.isoformat(),
             "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": "5",  # tests wait on ticks: keep them short
             "CHURN_LANDING_SWEEP_INTERVAL_SECONDS": str(SWEEP_SECONDS),
+            # moto keeps one state per process: a worker's earlier stacks must not share a bucket or queue.
+            "CHURN_LANDING_BUCKET": f"e2e-{uuid.uuid4().hex[:12]}",
             **extra_env,
         }
-        env["CHURN_LANDING_QUEUE_URL"] = ensure_landing_queue(endpoint, Settings.from_env(env).landing_bucket)
+        bucket = env["CHURN_LANDING_BUCKET"]
+        env["CHURN_LANDING_QUEUE_URL"] = ensure_landing_queue(endpoint, bucket, name=bucket)
         settings = Settings.from_env(env)
         install_instance_config(settings)
         land_demo_events(settings, users=users, days=days, end_date=last_day, random_seed=7)
