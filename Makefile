@@ -15,7 +15,7 @@ export PATH := $(BIN):$(PATH)
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v -e /target/ -e /logs/)
 MANIFEST := dbt_project/target/manifest.json
 
-.PHONY: install install-spark dev stack postgres test demo bench bench-stack mlflow-ui clean
+.PHONY: install install-spark dev stack postgres test demo bench bench-stack bench-latency mlflow-ui clean
 
 install: $(VENV)/.installed $(MANIFEST)
 
@@ -78,6 +78,10 @@ bench: install install-spark
 # `make stack` timed as a new user meets it: fresh cluster and seed, UI ready, first sensor run.
 bench-stack: install $(SPARK_IF_CHOSEN) postgres
 	$(BIN)/python -m bench.stack_startup
+
+# Seconds from a file landing to its raw_events partition materialized, event and listing mode.
+bench-latency: install
+	$(BIN)/python -m bench.landing_latency
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_DATA_DIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -13,6 +13,7 @@ from churn_platform.automation import build_automation_sensor
 from churn_platform.jobs import build_jobs
 from churn_platform.partitions import daily_partitions, weekly_partitions
 from churn_platform.resources import build_resources
+from churn_platform.sensors.freshness_alert import build_freshness_alert_sensor
 from churn_platform.sensors.run_failure import build_run_failure_sensor
 from churn_platform.sensors.landing_events import QueueLimits
 from churn_platform.sensors.landing_sensor import build_landing_sensor
@@ -38,6 +39,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 queue_limits=QueueLimits(sweep_interval_seconds=settings.landing_sweep_interval_seconds)
                 if settings.landing_queue_url else None),
             build_run_failure_sensor(settings.ui_url),
+            build_freshness_alert_sensor(settings.ui_url, settings.freshness_alert_interval_seconds),
         ],
         resources=build_resources(settings),
         # Steps share one process: a per-step process start costs more than our steps save

@@ -79,6 +79,7 @@ class Settings:
     sqs_endpoint_url: str | None = None  # AWS_ENDPOINT_URL_SQS; locally the S3 server serves SQS too
     landing_sweep_interval_seconds: int = 600  # event mode: how often the listing sweep starts
     automation_interval_seconds: int = 30  # between evaluations of the assets' automation conditions
+    freshness_alert_interval_seconds: int = 60  # between reads of the freshness states to alert on
     engine: str = "duckdb"
     spark: SparkSettings = SparkSettings()
 
@@ -137,6 +138,7 @@ class Settings:
             sqs_endpoint_url=env.get("AWS_ENDPOINT_URL_SQS") or None,
             landing_sweep_interval_seconds=_positive_int(env, "CHURN_LANDING_SWEEP_INTERVAL_SECONDS", 600),
             automation_interval_seconds=_positive_int(env, "CHURN_AUTOMATION_INTERVAL_SECONDS", 30),
+            freshness_alert_interval_seconds=_positive_int(env, "CHURN_FRESHNESS_ALERT_INTERVAL_SECONDS", 60),
             engine=engine,
             spark=SparkSettings.from_env(env),
         )

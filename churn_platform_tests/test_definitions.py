@@ -31,7 +31,8 @@ def test_every_job_and_sensor_resolves(settings):
     for job in defs.jobs:
         defs.resolve_job_def(job.name)
     assert not defs.schedules  # the Monday cadence lives in the model's automation condition
-    assert {s.name for s in defs.sensors} == {"churn_automation", "s3_landing_sensor", "run_failure_alert"}
+    assert {s.name for s in defs.sensors} == {"churn_automation", "s3_landing_sensor", "run_failure_alert",
+                                                "freshness_alert"}
     for sensor in defs.sensors:
         defs.resolve_sensor_def(sensor.name)
     defs.resolve_all_job_defs()

@@ -23,6 +23,7 @@ from churn_platform.constants import (
     USER_FEATURES,
     WAREHOUSE_POOL,
 )
+from churn_platform.freshness import WEEKLY_OUTPUT_FRESHNESS
 from churn_platform.ml.params import TrainingParams
 from churn_platform.partitions import TRAINING_FEATURES_MAPPING, week_window
 from churn_platform.resources.mlflow_registry import MlflowRegistry
@@ -93,6 +94,7 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
         pool=TRAINING_POOL,
         retry_policy=EXTERNAL_SERVICE_RETRY,
         automation_condition=automation.weekly_model(),
+        freshness_policy=WEEKLY_OUTPUT_FRESHNESS,
         kinds={"scikitlearn", "mlflow"},
         check_specs=[auc_floor_spec(min_auc)],
     )
@@ -202,6 +204,7 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
         pool=WAREHOUSE_POOL,
         retry_policy=EXTERNAL_SERVICE_RETRY,
         automation_condition=automation.after_upstream(),
+        freshness_policy=WEEKLY_OUTPUT_FRESHNESS,
         kinds={engine, "mlflow"},
         description="Churn probability of every user in the week's features, from the champion model.",
     )

@@ -374,6 +374,7 @@ def test_helm_instance_blocks_are_deploy_instances(helm, instance):
     extra = helm["additionalInstanceConfig"]
     assert extra["concurrency"] == instance["concurrency"]
     assert extra["run_monitoring"] == instance["run_monitoring"]
+    assert extra["freshness"] == instance["freshness"] == {"enabled": True}
     assert helm["dagsterDaemon"]["runMonitoring"]["enabled"] is False  # else the chart renders a second block
     assert helm["dagsterDaemon"]["runCoordinator"]["type"] == instance["run_coordinator"]["class"]
     assert helm["telemetry"]["enabled"] is instance["telemetry"]["enabled"] is False

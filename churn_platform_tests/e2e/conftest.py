@@ -102,6 +102,8 @@ def running_dagster_dev(tmp: Path, users: int, days: int, last_day: dt.date, wit
             "CHURN_START_DATE": first_day.isoformat(),
             "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": "5",  # tests wait on ticks: keep them short
             "CHURN_LANDING_SWEEP_INTERVAL_SECONDS": str(SWEEP_SECONDS),
+            "FRESHNESS_DAEMON_INTERVAL_SECONDS": "2",  # Dagster's freshness daemon (default 30)
+            "CHURN_FRESHNESS_ALERT_INTERVAL_SECONDS": "5",
             # moto keeps one state per process: a worker's earlier stacks must not share a bucket or queue.
             "CHURN_LANDING_BUCKET": f"e2e-{uuid.uuid4().hex[:12]}",
             **extra_env,

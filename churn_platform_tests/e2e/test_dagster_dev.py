@@ -7,16 +7,18 @@ import json
 import time
 from urllib.parse import quote_plus
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from churn_platform.constants import RAW_EVENTS
+from churn_platform.constants import CHURN_MODEL, CHURN_SCORES, RAW_EVENTS
 from churn_platform.events import day_prefix, landing_key
 from churn_platform.jobs import INGEST_JOB
 from churn_platform.resources.warehouse import DuckDBWarehouse
+from churn_platform.sensors.freshness_alert import FRESHNESS_SENSOR
 from churn_platform_tests.dagster_ui import LAUNCH_BACKFILL, LAUNCH_RUN, SENSOR_QUERY, run_tags, wait_for
-from churn_platform_tests.helpers import event_table, put_table
+from churn_platform_tests.helpers import event_table, instance_at, put_table, report_materialization_at
 
 pytestmark = pytest.mark.e2e
 
@@ -25,6 +27,7 @@ RAW_EVENTS_KEY = {"path": [RAW_EVENTS]}
 RUN_TIMEOUT = 120
 BACKFILL_TIMEOUT = 150
 SENSOR_RUN_TIMEOUT = 90
+DAY = 86400
 
 
 MATERIALIZATIONS_QUERY = """
@@ -246,3 +249,58 @@ def test_a_bad_day_never_hides_its_good_neighbour(dagster_dev):
 
     wait_for("a sensor tick naming the day that waits for new files", ticks_naming_the_bad_day, SENSOR_RUN_TIMEOUT)
 
+
+
+FRESHNESS_QUERY = """
+query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      freshnessStatusInfo { freshnessStatus freshnessStatusMetadata { lastMaterializedTimestamp } }
+      internalFreshnessPolicy { ... on TimeWindowFreshnessPolicy { failWindowSeconds warnWindowSeconds } }
+    }
+  }
+}
+"""
+FRESHNESS_TIMEOUT = 60
+
+
+def _freshness(dagster_dev, asset: str) -> dict:
+    return dagster_dev.graphql(FRESHNESS_QUERY, key={"path": [asset]})["assetNodeOrError"]
+
+
+def test_old_scores_and_model_show_as_stale_alert_and_recover(dagster_dev):
+    """Scores last written 9 days ago and a model 16 days ago, as the event log holds them after
+    missed Mondays: the freshness daemon marks them WARN and FAIL in the UI, the freshness alert
+    sends one notice each, and a new scores partition turns the asset fresh again with a notice."""
+    selector = {**dagster_dev.repository_selector(), "sensorName": FRESHNESS_SENSOR}
+    policy = _freshness(dagster_dev, CHURN_SCORES)["internalFreshnessPolicy"]
+    assert (policy["warnWindowSeconds"], policy["failWindowSeconds"]) == (8 * DAY, 15 * DAY)
+    now = time.time()
+    with instance_at(dagster_dev.settings.dagster_home) as instance:
+        report_materialization_at(instance, CHURN_SCORES, "2026-11-16", now - 9 * DAY)
+        report_materialization_at(instance, CHURN_MODEL, "2026-11-09", now - 16 * DAY)
+
+    def statuses():
+        return {a: (_freshness(dagster_dev, a)["freshnessStatusInfo"] or {}).get("freshnessStatus")
+                for a in (CHURN_SCORES, CHURN_MODEL)}
+
+    wait_for("scores WARNING and the model DEGRADED in the UI",
+             lambda: statuses() == {CHURN_SCORES: "WARNING", CHURN_MODEL: "DEGRADED"}, FRESHNESS_TIMEOUT)
+    age = _freshness(dagster_dev, CHURN_SCORES)["freshnessStatusInfo"]["freshnessStatusMetadata"]
+    assert abs(age["lastMaterializedTimestamp"] - (now - 9 * DAY)) < 1
+
+    def notices(*needles):
+        texts = " ".join(text for _, text in _tick_texts(dagster_dev, selector))
+        return all(needle in texts for needle in needles) and texts
+
+    texts = wait_for("the stale notices", lambda: notices(
+        ":hourglass: churn_scores is stale (WARN", "9.0 days ago (partition 2026-11-16)",
+        ":red_circle: churn_model failed its freshness policy (FAIL", "16.0 days ago (partition 2026-11-09)"),
+        FRESHNESS_TIMEOUT)
+    assert texts.count(":hourglass: churn_scores is stale") == 1  # once, not every tick
+
+    with instance_at(dagster_dev.settings.dagster_home) as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(CHURN_SCORES, partition="2026-11-23"))
+    wait_for("scores HEALTHY again", lambda: statuses()[CHURN_SCORES] == "HEALTHY", FRESHNESS_TIMEOUT)
+    wait_for("the recovery notice", lambda: notices(
+        ":white_check_mark: churn_scores is fresh again (was WARN)", "(partition 2026-11-23)"), FRESHNESS_TIMEOUT)
