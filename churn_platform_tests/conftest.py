@@ -98,15 +98,17 @@ def training_inputs(ingested_demo, tmp_path_factory):
 
 
 STACK_SUITE = "churn_platform_tests/stack/"
+E2E_SUITE = "churn_platform_tests/e2e/"
 # Slowest first: `make test` runs on two xdist workers, which take files in collection order.
-FIRST = (STACK_SUITE, "churn_platform_tests/spark/", "churn_platform_tests/e2e/")
+FIRST = (STACK_SUITE, "churn_platform_tests/spark/", E2E_SUITE)
 
 
 def _work_unit(nodeid: str) -> str:
-    """What one xdist worker runs whole: a file (its module fixtures start once), or the
-    production-stack suite (its session stack starts once)."""
+    """What one xdist worker runs whole: a file (its module fixtures start once), the
+    production-stack suite (its session stack starts once) or the e2e suite (its `dagster dev`
+    serves the whole package)."""
     path = nodeid.split("::", 1)[0]
-    return STACK_SUITE if path.startswith(STACK_SUITE) else path
+    return next((suite for suite in (STACK_SUITE, E2E_SUITE) if path.startswith(suite)), path)
 
 
 def pytest_collection_modifyitems(items):

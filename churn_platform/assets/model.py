@@ -109,6 +109,7 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
         from churn_platform.ml.training import train
 
         as_of = training_as_of(context)
+        mlflow.ensure_experiment()  # a tracking server that is down fails here, before the fit
         data = load_training_set(warehouse, as_of)
         if len(data) < min_rows:
             raise dg.Failure(

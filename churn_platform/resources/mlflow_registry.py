@@ -58,6 +58,14 @@ class MlflowRegistry(dg.ConfigurableResource):
         retry = MlflowRetry(attempts=self.retry_attempts, base_delay_seconds=self.retry_base_delay_seconds)
         return connect(self.tracking_uri), retry
 
+    def ensure_experiment(self) -> str:
+        """The training experiment's id (created if missing). Called before training too, so an
+        unreachable tracking server fails the step in seconds, not after the model is fitted."""
+        from churn_platform.ml.registration import ensure_experiment
+
+        client, retry = self._session()
+        return ensure_experiment(client, self.artifact_root, retry=retry)
+
     def register_training(
         self, trained: TrainedModel, *, partition_key: str, dagster_run_id: str, data_window: str
     ) -> LoggedVersion:

@@ -1,4 +1,4 @@
-"""A real `dagster dev` (webserver + daemon) over a loopback S3 server, started once per module.
+"""A real `dagster dev` (webserver + daemon) over a loopback S3 server, started once per package.
 
 The stack gets its own DAGSTER_HOME, CHURN_DATA_DIR and moto server, and a few seeded days
 that end two days ago, so yesterday is a partition with nothing landed yet. As in `make dev`,
@@ -146,9 +146,10 @@ def running_dagster_dev(tmp: Path, users: int, days: int, last_day: dt.date, wit
             _stop(proc)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def dagster_dev(tmp_path_factory) -> Iterator[DagsterDev]:
-    """A few seeded days that end two days ago, so yesterday is a partition with nothing landed yet."""
+    """A few seeded days that end two days ago, so yesterday is a partition with nothing landed yet.
+    One for the package (the UI test renders the same instance the others drive)."""
     last_day = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)
     with running_dagster_dev(tmp_path_factory.mktemp("dagster_dev"), SEEDED_USERS, SEEDED_DAYS, last_day) as stack:
         yield stack

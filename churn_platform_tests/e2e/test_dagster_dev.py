@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from contextlib import contextmanager
 from urllib.parse import quote_plus
 
 import dagster as dg
@@ -137,6 +138,36 @@ STOP_SENSOR = "mutation($id: String!) { stopSensor(id: $id) { __typename } }"
 START_SENSOR = "mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) { __typename } }"
 
 
+@contextmanager
+def _sensor_paused(dagster_dev, selector):
+    """The landing sensor stopped for the body (no tick in flight), then started and ticking again.
+
+    Dagster re-reads a sensor's state when a tick ends and writes it back with the tick's cursor:
+    a tick ending while we stop and start can write the stop back over the start. So the start
+    is sent again while the sensor shows stopped, until a tick after it is recorded."""
+    sensor_id = dagster_dev.graphql(SENSOR_ID_QUERY, selector=selector)["sensorOrError"]["id"]
+    assert dagster_dev.graphql(STOP_SENSOR, id=sensor_id)["stopSensor"]["__typename"] == "StopSensorMutationResult"
+
+    def state():
+        return dagster_dev.graphql(SENSOR_QUERY, selector=selector)["sensorOrError"]["sensorState"]
+
+    wait_for("the sensor's last tick to end", lambda: all(t["status"] != "STARTED" for t in state()["ticks"]),
+             SENSOR_RUN_TIMEOUT, 0.5)
+    try:
+        yield
+    finally:
+        resumed = time.time()
+
+        def ticking() -> bool:
+            current = state()
+            if current["status"] != "RUNNING":
+                assert dagster_dev.graphql(START_SENSOR, selector=selector)["startSensor"]["__typename"] == "Sensor"
+                return False
+            return any(t["timestamp"] > resumed and t["status"] != "STARTED" for t in current["ticks"])
+
+        wait_for("the sensor ticking again", ticking, SENSOR_RUN_TIMEOUT, 0.5)
+
+
 TICK_LOGS_QUERY = """
 query($selector: SensorSelector!) {
   sensorOrError(sensorSelector: $selector) {
@@ -185,14 +216,10 @@ def test_the_queue_brings_a_file_once_and_the_sweep_finds_one_whose_notice_was_l
         for run_ids, text in _tick_texts(dagster_dev, selector)), SENSOR_RUN_TIMEOUT)
 
     # A file whose notice is deleted before the sensor reads it: found by the sweep.
-    sensor_id = dagster_dev.graphql(SENSOR_ID_QUERY, selector=selector)["sensorOrError"]["id"]
-    dagster_dev.graphql(STOP_SENSOR, id=sensor_id)
-    try:
+    with _sensor_paused(dagster_dev, selector):
         put_table(dagster_dev.s3, bucket, landing_key(lost, "lost.parquet"),
                   event_table(dt.date.fromisoformat(lost), 12, start_id=60_000))
         dagster_dev.sqs.purge_queue(QueueUrl=dagster_dev.queue_url)
-    finally:
-        dagster_dev.graphql(START_SENSOR, selector=selector)
     [swept] = wait_for("the sweep's run of the file", lambda: _new_runs(dagster_dev, lost, before),
                        SENSOR_RUN_TIMEOUT)
     dagster_dev.assert_run_succeeded(swept["runId"], RUN_TIMEOUT)
@@ -210,21 +237,17 @@ def test_a_bad_day_never_hides_its_good_neighbour(dagster_dev):
     """Land a corrupt file for D-1 and a good one for D in the same tick: one range run fails,
     but D shows as materialized, its daily aggregate gets built, and D-1 waits for new files."""
     selector = {**dagster_dev.repository_selector(), "sensorName": LANDING_SENSOR}
-    sensor_id = dagster_dev.graphql(SENSOR_ID_QUERY, selector=selector)["sensorOrError"]["id"]
     bad, good = (day.isoformat() for day in dagster_dev.seeded_days[:2])
     bucket = dagster_dev.settings.landing_bucket
     # The sensor's first ingest of the seeded days must be behind us, or it would take these files.
     wait_for("the sensor's first runs", lambda: dagster_dev.runs(tags={"dagster/sensor_name": LANDING_SENSOR}),
               SENSOR_RUN_TIMEOUT)
     dagster_dev.wait_until_idle(RUN_TIMEOUT)
-    assert dagster_dev.graphql(STOP_SENSOR, id=sensor_id)["stopSensor"]["__typename"] == "StopSensorMutationResult"
     before = {r["runId"] for r in dagster_dev.runs()}  # earlier tests ran these days too
-    try:  # both files in the same tick, so the sensor coalesces them into one range run
+    with _sensor_paused(dagster_dev, selector):  # both files in one tick: one range run
         dagster_dev.s3.put_object(Bucket=bucket, Key=landing_key(bad, "late.parquet"), Body=b"not parquet")
         put_table(dagster_dev.s3, bucket, landing_key(good, "late.parquet"),
                   event_table(dt.date.fromisoformat(good), 25, start_id=10_000))
-    finally:
-        dagster_dev.graphql(START_SENSOR, selector=selector)
 
     range_tags = {"dagster/sensor_name": LANDING_SENSOR, "dagster/asset_partition_range_start": bad,
                   "dagster/asset_partition_range_end": good}
