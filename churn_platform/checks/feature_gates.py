@@ -28,12 +28,12 @@ def _result(passed: bool, per_date: dict[dt.date, dict], threshold: dict) -> dg.
     return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
 
 
-def record_each_week(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckResult,
-                     gate, per_date: dict[dt.date, dict], week_of: dict[dt.date, str]) -> dg.AssetCheckResult:
+def record_each_week(context: dg.AssetCheckExecutionContext, check_key: dg.AssetCheckKey,
+                     result: dg.AssetCheckResult, gate, per_date: dict[dt.date, dict],
+                     week_of: dict[dt.date, str]) -> dg.AssetCheckResult:
     """In a range run, log the gate's verdict for each week (its own as-of dates only)."""
     if context.has_partition_key:
         return result
-    check_key = next(iter(context.op_execution_context.selected_asset_check_keys))
     for as_of, values in per_date.items():
         week = week_of[as_of]
         verdict = gate({as_of: values})
@@ -85,29 +85,35 @@ def build_feature_gates(weekly, thresholds: GateThresholds) -> list[dg.AssetChec
             per_date = label_metrics(con, weeks.label_as_of_dates())
         return per_date, dict(zip(weeks.label_as_of_dates(), (m.isoformat() for m in weeks.mondays())))
 
-    def judged(context, gate, metrics) -> dg.AssetCheckResult:
-        per_date, week_of = metrics
-        return record_each_week(context, gate(per_date), gate, per_date, week_of)
+    def gates(asset: str, name: str, checks: dict, metrics_of) -> dg.AssetChecksDefinition:
+        """One step for all of an asset's gates: the warehouse is read once (on Spark, one SQL
+        session, not one per gate) and each selected gate is judged on the same numbers."""
+        specs = [dg.AssetCheckSpec(check, asset=asset, blocking=True, partitions_def=weekly, description=text)
+                 for check, (text, _) in checks.items()]
 
-    @dg.asset_check(asset=USER_FEATURES, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
-                    description=f"Population at each as-of date is at least {min_rows} users.")
-    def user_features_min_population(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
-        return judged(context, lambda d: population_gate(d, min_rows), features_of(context, warehouse))
+        @dg.multi_asset_check(name=name, specs=specs, can_subset=True, pool=WAREHOUSE_POOL)
+        def judge(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
+            per_date, week_of = metrics_of(context, warehouse)
+            for key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
+                gate = checks[key.name][1]
+                verdict = gate(per_date)
+                yield record_each_week(context, key, dg.AssetCheckResult(
+                    asset_key=key.asset_key, check_name=key.name, passed=verdict.passed,
+                    severity=verdict.severity, metadata=verdict.metadata), gate, per_date, week_of)
 
-    @dg.asset_check(asset=USER_FEATURES, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
-                    description=f"No feature column is more than {max_null:.0%} null.")
-    def user_features_max_null_rate(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
-        return judged(context, lambda d: null_rate_gate(d, max_null), features_of(context, warehouse))
+        return judge
 
-    @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
-                    description=f"Labelled population is at least {min_rows} users.")
-    def churn_labels_min_population(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
-        return judged(context, lambda d: population_gate(d, min_rows), labels_of(context, warehouse))
-
-    @dg.asset_check(asset=CHURN_LABELS, blocking=True, partitions_def=weekly, pool=WAREHOUSE_POOL,
-                    description=f"Churn rate lies within [{min_rate:.1%}, {max_rate:.0%}].")
-    def churn_labels_churn_rate(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
-        return judged(context, lambda d: churn_rate_gate(d, min_rate, max_rate), labels_of(context, warehouse))
-
-    return [user_features_min_population, user_features_max_null_rate,
-            churn_labels_min_population, churn_labels_churn_rate]
+    return [
+        gates(USER_FEATURES, "user_features_gates", {
+            "user_features_min_population": (f"Population at each as-of date is at least {min_rows} users.",
+                                             lambda d: population_gate(d, min_rows)),
+            "user_features_max_null_rate": (f"No feature column is more than {max_null:.0%} null.",
+                                            lambda d: null_rate_gate(d, max_null)),
+        }, features_of),
+        gates(CHURN_LABELS, "churn_labels_gates", {
+            "churn_labels_min_population": (f"Labelled population is at least {min_rows} users.",
+                                            lambda d: population_gate(d, min_rows)),
+            "churn_labels_churn_rate": (f"Churn rate lies within [{min_rate:.1%}, {max_rate:.0%}].",
+                                        lambda d: churn_rate_gate(d, min_rate, max_rate)),
+        }, labels_of),
+    ]
