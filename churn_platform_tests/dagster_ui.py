@@ -32,7 +32,7 @@ query {
 }
 """
 
-RUN_FIELDS = "runId status jobName tags { key value }"
+RUN_FIELDS = "runId status jobName startTime endTime assetSelection { path } tags { key value }"
 
 RUN_QUERY = f"""
 query($runId: ID!) {{
@@ -147,14 +147,30 @@ query($key: AssetKeyInput!) {
 """
 
 
-def wait_for(what: str, probe: Callable, timeout: float, interval: float = 2):
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout`."""
+def wait_for(what: str, probe: Callable, timeout: float, interval: float = 2,
+             explain: Callable[[], str] | None = None):
+    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout`,
+    with what `explain` says about the state (for example the runs so far)."""
     deadline = time.monotonic() + timeout
     while not (found := probe()):
         if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
+            pytest.fail(f"{what}: not within {timeout:.0f} s" + (f"\n{explain()}" if explain else ""))
         time.sleep(interval)
     return found
+
+
+def describe_runs(runs: list[dict]) -> str:
+    """One line per run, oldest first: status, seconds, partition (or range) and assets."""
+    lines = []
+    for run in reversed(runs):
+        tags = run_tags(run)
+        partition = tags.get("dagster/partition") or "..".join(
+            filter(None, (tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end"))))
+        assets = ",".join(key["path"][-1] for key in run.get("assetSelection") or [])
+        seconds = (run["endTime"] or time.time()) - run["startTime"] if run.get("startTime") else None
+        took = f"{seconds:.0f} s" if seconds is not None else "not started"
+        lines.append(f"{run['status']:<10} {took:>11}  {partition or '-':<23} {assets or run['jobName']}")
+    return "\n".join(lines)
 
 
 def run_tags(run: dict) -> dict[str, str]:

@@ -25,7 +25,7 @@ from churn_platform.constants import (
 )
 from churn_platform.sensors.s3_landing import LANDING_SENSOR
 from churn_platform.windows import newest_complete_monday
-from churn_platform_tests.dagster_ui import SENSOR_QUERY, run_tags, wait_for
+from churn_platform_tests.dagster_ui import SENSOR_QUERY, describe_runs, run_tags, wait_for
 from churn_platform_tests.e2e.conftest import running_dagster_dev
 from churn_platform_tests.helpers import event_table, put_table
 
@@ -74,7 +74,7 @@ def _automation_ticks_since(stack, since: float) -> int:
 def test_the_newest_week_builds_itself_once_its_sunday_lands_and_passes_its_gates(stack):
     older = [_week(-i) for i in (4, 3, 2, 1)]
     wait_for("the features of K-4..K-1, by automation", lambda: _materialized(stack, USER_FEATURES, older),
-             BUILD_TIMEOUT, interval=5)
+             BUILD_TIMEOUT, interval=5, explain=lambda: describe_runs(stack.runs()))
     assert stack.partition_status(USER_FEATURES, _week(0)) is None  # K waits for its Sunday
     assert stack.partition_status(CHURN_LABELS, _week(0)) is None
 
@@ -94,7 +94,7 @@ def test_the_newest_week_builds_itself_once_its_sunday_lands_and_passes_its_gate
     # The corrected file: the whole lineage of K follows without a launch.
     stack.s3.put_object(Bucket=bucket, Key=key, Body=body)
     wait_for("churn_scores of K, by automation", lambda: _materialized(stack, CHURN_SCORES, [_week(0)]),
-             BUILD_TIMEOUT, interval=5)
+             BUILD_TIMEOUT, interval=5, explain=lambda: describe_runs(stack.runs()))
     for asset in (USER_FEATURES, CHURN_LABELS, CHURN_MODEL, PROMOTION_DECISION):
         assert stack.partition_status(asset, _week(0)) == "MATERIALIZED", asset
     failures = [r for r in stack.runs(statuses=["FAILURE"]) if r["runId"] != failed["runId"]]
