@@ -1,7 +1,7 @@
 """dbt models as assets: the daily activity aggregate, weekly features and weekly labels.
 
-Each partition window reaches dbt as --vars built by the pure functions below; the models
-filter on them, so a run rebuilds exactly its window. Guards refuse to build a window whose
+Each partition window reaches dbt as the vars built by the pure functions below (through
+CHURN_DBT_WINDOW, so dbt's saved parse stays valid: resources/dbt.py); the models filter on them, so a run rebuilds exactly its window. Guards refuse to build a window whose
 inputs have not landed: labels never guess.
 """
 
@@ -83,11 +83,9 @@ def _guard(failures: list[str], what: str) -> None:
         )
 
 
-def _run_dbt(context, dbt: OfflineDbtCliResource, select: str, variables: dict[str, str]):
-    context.log.info(f"dbt build --select {select} --vars {json.dumps(variables)}")
-    invocation = dbt.cli(
-        ["build", "--select", select, "--vars", json.dumps(variables)], context=context
-    )
+def _run_dbt(context, dbt: OfflineDbtCliResource, select: str, window: dict[str, str]):
+    context.log.info(f"dbt build --select {select}, window {json.dumps(window)}")
+    invocation = dbt.cli(["build", "--select", select], window=window, context=context)
     return list(invocation.stream())
 
 

@@ -4,7 +4,9 @@ The manifest is prepared by `make install` (`dbt parse`), never at import.
 """
 
 import importlib.metadata
+import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -25,8 +27,11 @@ DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 
 @contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
+def _environ(values: dict[str, str], clear: list[str] = ()) -> Iterator[None]:
+    """os.environ with `values` set and the names in `clear` unset unless among `values`."""
+    saved = {name: os.environ.get(name) for name in [*values, *clear]}
+    for name in clear:
+        os.environ.pop(name, None)
     os.environ.update(values)
     try:
         yield
@@ -39,7 +44,8 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 class OfflineDbtCliResource(DbtCliResource):
-    """DbtCliResource that stays offline, knows where the warehouse is and waits its turn on it.
+    """DbtCliResource that stays offline, knows where the warehouse is, waits its turn on it
+    and keeps dbt's parse from one call to the next.
 
     The stock resource runs `dbt --version` before every invocation, and that command looks
     up the newest dbt release on PyPI (a network call, 1 s timeout, ~2 s of process start).
@@ -48,6 +54,13 @@ class OfflineDbtCliResource(DbtCliResource):
     come from os.environ (tests, tools), so the resource hands its own values to the dbt process.
     dbt writes the warehouse but does not wait for DuckDB's file lock, so every dbt process
     runs under the warehouse's write lock.
+
+    dbt re-parses the whole project unless it finds a parse saved for the same profile in its
+    target folder, and dagster-dbt gives each call a new target folder. The parse is only saved
+    by `make install` for the default data folder, so each deployment keeps its own
+    (`parse_cache`): seeded into every call's folder, refreshed from it after a call that parsed.
+    The partition window reaches dbt through CHURN_DBT_WINDOW, which the parse does not read,
+    so a new window does not invalidate it as `--vars` would.
     """
 
     data_dir: str
@@ -57,24 +70,63 @@ class OfflineDbtCliResource(DbtCliResource):
     def _cli_version(self) -> version.Version:
         return version.parse(importlib.metadata.version("dbt-core"))
 
-    def cli(self, args, **kwargs):
-        """Start dbt once the write lock is ours; the lock is released when the dbt process
-        exits, however the caller consumes the (lazy) invocation."""
+    @property
+    def parse_cache(self) -> Path:
+        return Path(self.data_dir) / "dbt" / f"partial_parse.{self.target or 'default'}.msgpack"
+
+    def cli(self, args, *, window: dict[str, str] | None = None, **kwargs):
+        """Start dbt once the write lock is ours, with `window` (var name -> ISO date) for the
+        partitioned models; the lock is released when the dbt process exits, however the
+        caller consumes the (lazy) invocation."""
+        target_path = Path(self.project_dir) / (
+            kwargs.pop("target_path", None) or self._get_unique_target_path(context=kwargs.get("context")))
+        seeded = _seed_parse(self.parse_cache, target_path)
+        env = {"CHURN_DATA_DIR": self.data_dir, **self.warehouse.dbt_environment()}
+        if window:
+            env[WINDOW_ENV] = json.dumps(window, sort_keys=True)
         lock = self.warehouse.lock(exclusive=True)
         try:
-            with _environ({"CHURN_DATA_DIR": self.data_dir, **self.warehouse.dbt_environment()}):
-                invocation = super().cli(args, **kwargs)
+            with _environ(env, clear=[WINDOW_ENV]):
+                invocation = super().cli(args, target_path=target_path, **kwargs)
         except BaseException:
             lock.release()
             raise
         threading.Thread(
-            target=_release_on_exit, args=(invocation.process, lock), name="dbt-warehouse-lock", daemon=True
+            target=_on_exit, args=(invocation.process, lock, target_path, self.parse_cache, seeded),
+            name="dbt-warehouse-lock", daemon=True,
         ).start()
         return invocation
 
 
-def _release_on_exit(process: subprocess.Popen, lock: HeldLock) -> None:
+WINDOW_ENV = "CHURN_DBT_WINDOW"
+PARSE_FILE = "partial_parse.msgpack"
+
+
+def _seed_parse(cache: Path, target_path: Path) -> float | None:
+    """Copy the deployment's saved parse into a call's target folder; its mtime, if any."""
+    if not cache.exists():
+        return None
+    target_path.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(cache, target_path / PARSE_FILE)
+    return (target_path / PARSE_FILE).stat().st_mtime
+
+
+def _keep_parse(target_path: Path, cache: Path, seeded: float | None) -> None:
+    """After a call that (re-)parsed, its parse becomes the deployment's: written beside the
+    cache and renamed over it, so a concurrent reader sees the old file or the new one."""
+    parsed = target_path / PARSE_FILE
+    if not parsed.exists() or parsed.stat().st_mtime == seeded:
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    shutil.copy2(parsed, partial)
+    os.replace(partial, cache)
+
+
+def _on_exit(process: subprocess.Popen, lock: HeldLock, target_path: Path, cache: Path,
+             seeded: float | None) -> None:
     try:
-        process.wait()
+        if process.wait() == 0:
+            _keep_parse(target_path, cache, seeded)
     finally:
         lock.release()

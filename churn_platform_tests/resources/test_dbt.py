@@ -57,3 +57,28 @@ def test_dbt_waits_for_another_processs_writer_and_holds_the_lock_while_it_runs(
     assert invocation.is_successful(), invocation.get_error()
     with acquire_lock(dbt.warehouse.path, exclusive=True, timeout_seconds=5):
         pass  # and the lock went with the dbt process
+
+
+def _compiled_window(dbt: OfflineDbtCliResource, window: dict[str, str]) -> tuple[str, str]:
+    """Compile user_daily_activity for `window`: its date filter, and dbt's debug log."""
+    invocation = dbt.cli(["compile", "--select", "user_daily_activity"], window=window, raise_on_error=False)
+    invocation.wait()
+    assert invocation.is_successful(), invocation.get_error()
+    sql = next(invocation.target_path.rglob("compiled/**/user_daily_activity.sql")).read_text()
+    [where] = [line.strip() for line in sql.splitlines() if "event_date between" in line]
+    return where, (invocation.target_path / "dbt.log").read_text()
+
+
+def test_a_new_window_reuses_the_deployments_saved_parse(tmp_path):
+    """The window reaches dbt through CHURN_DBT_WINDOW: the first call of a data folder parses
+    and saves the parse, the next one, with another window, reuses it (no full re-parse)."""
+    dbt = _resource(tmp_path / "data")
+    assert not dbt.parse_cache.exists()
+    where, _ = _compiled_window(dbt, {"min_date": "2024-03-01", "max_date": "2024-03-02"})
+    assert "'2024-03-01'" in where and "'2024-03-02'" in where
+    assert dbt.parse_cache.exists()
+
+    where, log = _compiled_window(dbt, {"min_date": "2024-04-01", "max_date": "2024-04-03"})
+    assert "'2024-04-01'" in where and "'2024-04-03'" in where
+    assert "Unable to do partial parsing" not in log
+    assert "Nothing changed, skipping partial parsing" in log

@@ -1,12 +1,26 @@
 {#
-  The partition window of a run comes from --vars (see dbt_project.yml).
-  Every model filters on its window, on the first build and on reruns alike,
-  and a rerun first deletes the window's rows, so a window is replaced whole
-  and no other row is touched.
+  The partition window of a run: the orchestrator passes it in the environment
+  variable CHURN_DBT_WINDOW (a JSON object with the var names of dbt_project.yml);
+  by hand, pass --vars. Every model filters on its window, on the first build and
+  on reruns alike, and a rerun first deletes the window's rows, so a window is
+  replaced whole and no other row is touched.
 #}
 
+{#
+  CHURN_DBT_WINDOW is read only while dbt executes, never while it parses: what the
+  parse reads is saved with it, so a window read there (as --vars are) would make every
+  new partition re-parse the whole project (about 3 s a dbt call).
+#}
+{% macro window_values() %}
+    {%- if execute -%}
+        {{ return(fromjson(env_var('CHURN_DBT_WINDOW', '{}'))) }}
+    {%- endif -%}
+    {{ return({}) }}
+{% endmacro %}
+
+
 {% macro date_var(name) %}
-    {%- set value = var(name) | string -%}
+    {%- set value = window_values().get(name, var(name)) | string -%}
     {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', value) -%}
         {{ exceptions.raise_compiler_error("var " ~ name ~ " must be an ISO date (YYYY-MM-DD), got '" ~ value ~ "'") }}
     {%- endif -%}
