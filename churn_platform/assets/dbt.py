@@ -1,8 +1,9 @@
 """dbt models as assets: the daily activity aggregate, weekly features and weekly labels.
 
 Each partition window reaches dbt as the vars built by the pure functions below (through
-CHURN_DBT_WINDOW, so dbt's saved parse stays valid: resources/dbt.py); the models filter on them, so a run rebuilds exactly its window. Guards refuse to build a window whose
-inputs have not landed: labels never guess.
+CHURN_DBT_WINDOW, so dbt's saved parse stays valid: resources/dbt.py); the models filter on
+them, so a run rebuilds exactly its window. Guards refuse to build a window whose inputs have
+not landed: labels never guess.
 """
 
 import datetime as dt
