@@ -97,6 +97,7 @@ bench-stack: install $(SPARK_IF_CHOSEN) postgres
 
 # Seconds from a file landing to its raw_events partition materialized, event and listing mode.
 bench-latency: install
+	$(BYTECODE) $(OUR_SOURCES)
 	$(BIN)/python -m bench.landing_latency
 
 mlflow-ui: install

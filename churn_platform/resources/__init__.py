@@ -109,5 +109,8 @@ def build_resources(settings: Settings) -> dict:
             target=settings.dbt_target,
             data_dir=str(settings.data_dir),
             warehouse=warehouse,
+            # DuckDB closes the warehouse when dbt's last connection closes; a local Spark
+            # session would stay in the run's process and hold the catalog.
+            in_process=settings.engine == "duckdb",
         ),
     }

@@ -11,13 +11,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cached_property
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
+from churn_platform.resources.dbt_in_process import dbt_in_process
 from churn_platform.resources.warehouse import Warehouse
 from churn_platform.settings import DBT_PROJECT_DIR
 from churn_platform.warehouse_lock import HeldLock
@@ -61,10 +62,13 @@ class OfflineDbtCliResource(DbtCliResource):
     (`parse_cache`): seeded into every call's folder, refreshed from it after a call that parsed.
     The partition window reaches dbt through CHURN_DBT_WINDOW, which the parse does not read,
     so a new window does not invalidate it as `--vars` would.
+    With `in_process`, dbt runs inside the caller's process (dbt_in_process.py) instead of
+    starting its own.
     """
 
     data_dir: str
     warehouse: Warehouse
+    in_process: bool = False
 
     @cached_property
     def _cli_version(self) -> version.Version:
@@ -76,8 +80,8 @@ class OfflineDbtCliResource(DbtCliResource):
 
     def cli(self, args, *, window: dict[str, str] | None = None, **kwargs):
         """Start dbt once the write lock is ours, with `window` (var name -> ISO date) for the
-        partitioned models; the lock is released when the dbt process exits, however the
-        caller consumes the (lazy) invocation."""
+        partitioned models; the lock is released when dbt is done, however the caller consumes
+        the (lazy) invocation."""
         target_path = Path(self.project_dir) / (
             kwargs.pop("target_path", None) or self._get_unique_target_path(context=kwargs.get("context")))
         seeded = _seed_parse(self.parse_cache, target_path)
@@ -86,15 +90,16 @@ class OfflineDbtCliResource(DbtCliResource):
             env[WINDOW_ENV] = json.dumps(window, sort_keys=True)
         lock = self.warehouse.lock(exclusive=True)
         try:
-            with _environ(env, clear=[WINDOW_ENV]):
+            with _environ(env, clear=[WINDOW_ENV]), dbt_in_process() if self.in_process else nullcontext():
                 invocation = super().cli(args, target_path=target_path, **kwargs)
         except BaseException:
             lock.release()
             raise
-        threading.Thread(
-            target=_on_exit, args=(invocation.process, lock, target_path, self.parse_cache, seeded),
-            name="dbt-warehouse-lock", daemon=True,
-        ).start()
+        exit_args = (invocation.process, lock, target_path, self.parse_cache, seeded)
+        if invocation.process.poll() is None:
+            threading.Thread(target=_on_exit, args=exit_args, name="dbt-warehouse-lock", daemon=True).start()
+        else:  # dbt ran in this process and is done
+            _on_exit(*exit_args)
         return invocation
 
 

@@ -2,8 +2,12 @@
 warehouse, and waits for the warehouse instead of failing on DuckDB's lock."""
 
 import importlib.metadata
+import os
 import subprocess
+import sys
 import time
+
+import duckdb
 
 import pytest
 from packaging import version
@@ -17,10 +21,10 @@ from churn_platform_tests.helpers import warehouse_held
 HOLD_SECONDS = 5.0  # longer than the resource takes to start dbt (~3 s): a dbt not waiting is caught
 
 
-def _resource(data_dir) -> OfflineDbtCliResource:
+def _resource(data_dir, in_process: bool = False) -> OfflineDbtCliResource:
     warehouse = DuckDBWarehouse(path=str(Settings.from_env({"CHURN_DATA_DIR": str(data_dir)}).warehouse_path))
     return OfflineDbtCliResource(project_dir=DBT_PROJECT, dbt_executable=DBT_EXECUTABLE, target="duckdb",
-                                 data_dir=str(data_dir), warehouse=warehouse)
+                                 data_dir=str(data_dir), warehouse=warehouse, in_process=in_process)
 
 
 def test_version_comes_from_the_installed_package_without_a_subprocess(tmp_path, monkeypatch):
@@ -69,10 +73,11 @@ def _compiled_window(dbt: OfflineDbtCliResource, window: dict[str, str]) -> tupl
     return where, (invocation.target_path / "dbt.log").read_text()
 
 
-def test_a_new_window_reuses_the_deployments_saved_parse(tmp_path):
+@pytest.mark.parametrize("in_process", [False, True], ids=["process", "in-process"])
+def test_a_new_window_reuses_the_deployments_saved_parse(tmp_path, in_process):
     """The window reaches dbt through CHURN_DBT_WINDOW: the first call of a data folder parses
     and saves the parse, the next one, with another window, reuses it (no full re-parse)."""
-    dbt = _resource(tmp_path / "data")
+    dbt = _resource(tmp_path / "data", in_process)
     assert not dbt.parse_cache.exists()
     where, _ = _compiled_window(dbt, {"min_date": "2024-03-01", "max_date": "2024-03-02"})
     assert "'2024-03-01'" in where and "'2024-03-02'" in where
@@ -82,3 +87,60 @@ def test_a_new_window_reuses_the_deployments_saved_parse(tmp_path):
     assert "'2024-04-01'" in where and "'2024-04-03'" in where
     assert "Unable to do partial parsing" not in log
     assert "Nothing changed, skipping partial parsing" in log
+
+
+def _table_built_in_process(dbt: OfflineDbtCliResource, select: str):
+    before = dict(os.environ)
+    invocation = dbt.cli(["build", "--select", select], window={"min_date": "2024-03-01", "max_date": "2024-03-02"},
+                         raise_on_error=False)
+    invocation.wait()
+    assert dict(os.environ) == before  # dbt's environment was the call's, not left behind
+    return invocation
+
+
+def test_in_process_dbt_builds_in_this_process_and_leaves_the_warehouse_closed(tmp_path, monkeypatch):
+    """No dbt process; the run's events and artifacts are dagster-dbt's as from the command;
+    afterwards this process reads the warehouse read-only and another process can write it."""
+    dbt = _resource(tmp_path / "data", in_process=True)
+    with dbt.warehouse.connect() as con:  # an empty raw_events: the model builds 0 rows
+        dbt.warehouse.ensure_raw_tables(con)
+
+    def no_process(*args, **kwargs):
+        raise AssertionError(f"a subprocess was started: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    invocation = _table_built_in_process(dbt, "user_daily_activity")
+    monkeypatch.undo()
+
+    assert invocation.is_successful(), invocation.get_error()
+    assert invocation.process.returncode == 0
+    assert invocation.get_artifact("run_results.json")["results"][0]["status"] == "success"
+    with duckdb.connect(dbt.warehouse.path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM user_daily_activity").fetchone() == (0,)
+    writer = subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+                             dbt.warehouse.path], capture_output=True, text=True)
+    assert writer.returncode == 0, writer.stderr  # DuckDB's file lock is not held by this process
+
+
+def test_in_process_dbt_reports_a_failed_model_with_dbts_exit_code_and_message(tmp_path):
+    """A model that fails (its source table is missing) fails the call loudly, as the command would."""
+    dbt = _resource(tmp_path / "data", in_process=True)
+    invocation = _table_built_in_process(dbt, "user_daily_activity")
+    assert not invocation.is_successful()
+    assert invocation.process.returncode == 1
+    assert "raw_events" in str(invocation.get_error())
+    with pytest.raises(Exception, match="raw_events"):
+        dbt.cli(["build", "--select", "user_daily_activity"],
+                window={"min_date": "2024-03-01", "max_date": "2024-03-02"}).wait()
+    with acquire_lock(dbt.warehouse.path, exclusive=True, timeout_seconds=5):
+        pass  # a failed call let go of the warehouse too
+
+
+def test_in_process_dbt_waits_for_another_processs_writer(tmp_path):
+    dbt = _resource(tmp_path / "data", in_process=True)
+    with warehouse_held(dbt.warehouse.path, "write", HOLD_SECONDS) as holder:
+        invocation = dbt.cli(["debug"], raise_on_error=False)
+        finished = time.time()
+        released = float(holder.stdout.readline().split()[1])
+    assert released <= finished - 0.5  # dbt ran after the other process let go, and took time to
+    assert invocation.is_successful(), invocation.get_error()
