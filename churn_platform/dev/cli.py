@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 
         end = args.end_date or default_demo_end_date()
         started = time.monotonic()
-        files, events = land_demo_events(settings, args.users, args.days, end, args.seed, args.files_per_day)
+        files, events = land_demo_events(
+            settings, args.users, args.days, end, args.seed, args.files_per_day,
+            progress=lambda line: print(f"[{time.monotonic() - started:6.1f} s] {line}", flush=True))
         print(f"landed {events} events in {files} files under s3://{settings.landing_bucket}/events/raw/ "
               f"({time.monotonic() - started:.1f} s)")
         return 0

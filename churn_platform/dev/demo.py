@@ -255,7 +255,7 @@ def _land(settings: Settings, users: int, days: int, end_date: dt.date, random_s
     if bucket_is_empty(client, settings.landing_bucket):
         newest_trainable_week(end_date - dt.timedelta(days=days - 1), end_date)  # fail before seeding
         step(f"seeding {users:,} users, {days} days ending {end_date} (seed {random_seed}) ...")
-        _, seeded_events = land_demo_events(settings, users, days, end_date, random_seed)
+        _, seeded_events = land_demo_events(settings, users, days, end_date, random_seed, progress=step)
         mirror.sync()  # so `make dev` restores the same objects
     return *landed_dates(client, settings.landing_bucket), seeded_events
 

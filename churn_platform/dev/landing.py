@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 from churn_platform.dev.s3 import client_for, ensure_bucket
@@ -13,10 +14,11 @@ DEMO_USERS = 20_000
 
 
 def land_demo_events(settings: Settings, users: int, days: int, end_date: dt.date, random_seed: int,
-                     files_per_day: int = 1) -> tuple[int, int]:
+                     files_per_day: int = 1, progress: Callable[[str], None] | None = None) -> tuple[int, int]:
     """Generate demo events and upload them in the landing layout; returns (files, events).
 
-    Records the first day in CHURN_DATA_DIR so the partitions start there.
+    Records the first day in CHURN_DATA_DIR so the partitions start there. `progress` gets a
+    line about every tenth of the days (scale L takes minutes).
     """
     from churn_platform.dev.generator import GeneratorConfig, iter_daily_events, parquet_bytes, part_key
 
@@ -24,7 +26,8 @@ def land_demo_events(settings: Settings, users: int, days: int, end_date: dt.dat
     ensure_bucket(client, settings.landing_bucket)
     config = GeneratorConfig(users=users, days=days, end_date=end_date, seed=random_seed)
     files = events = 0
-    for day, table in iter_daily_events(config):
+    report_every = max(1, days // 10)
+    for done, (day, table) in enumerate(iter_daily_events(config), start=1):
         rows_per_file = -(-table.num_rows // files_per_day)
         for part in range(files_per_day):
             chunk = table.slice(part * rows_per_file, rows_per_file)
@@ -32,6 +35,8 @@ def land_demo_events(settings: Settings, users: int, days: int, end_date: dt.dat
             client.put_object(Bucket=settings.landing_bucket, Key=key, Body=parquet_bytes(chunk))
             files += 1
         events += table.num_rows
+        if progress and (done % report_every == 0 or done == days):
+            progress(f"landed {done}/{days} days (through {day}): {events:,} events in {files} files")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / START_DATE_FILE).write_text(config.start_date.isoformat())
     return files, events

@@ -18,9 +18,12 @@ def cli_env(monkeypatch, tmp_path, s3_endpoint):
     return monkeypatch
 
 
-def test_seed_lands_every_day_in_the_layout(cli_env, tmp_path, s3_endpoint):
+def test_seed_lands_every_day_in_the_layout_and_says_how_far_it_is(cli_env, tmp_path, s3_endpoint, capsys):
     cli_env.setenv("CHURN_LANDING_BUCKET", "cli-seed")
     assert main(["seed", "--users", "50", "--days", "3", "--end-date", "2024-01-03"]) == 0
+    progress = [line for line in capsys.readouterr().out.splitlines() if "days (through" in line]
+    assert [line.split("] ", 1)[1].split(":")[0] for line in progress] == [
+        f"landed {n}/3 days (through 2024-01-0{n})" for n in (1, 2, 3)]  # a line per tenth: here every day
     keys = [o["Key"] for o in s3_client(s3_endpoint).list_objects_v2(Bucket="cli-seed")["Contents"]]
     assert sorted(parse_landing_key(k) for k in keys) == ["2024-01-01", "2024-01-02", "2024-01-03"]
     assert (tmp_path / "data" / "start_date").read_text() == "2024-01-01"
