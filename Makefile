@@ -88,7 +88,7 @@ demo: install $(SPARK_IF_CHOSEN)
 
 bench: install install-spark
 	$(BYTECODE) $(OUR_SOURCES)
-	$(BIN)/python -m bench $(SCALE)
+	$(BIN)/python -m bench $(SCALE) --readme
 
 # `make stack` timed as a new user meets it: fresh cluster and seed, UI ready, first sensor run.
 bench-stack: install $(SPARK_IF_CHOSEN) postgres

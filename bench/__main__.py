@@ -22,7 +22,7 @@ from churn_platform.dev.local_s3 import local_s3_server  # noqa: E402
 from churn_platform.dev.s3 import s3_client  # noqa: E402
 from churn_platform.settings import PROJECT_ROOT  # noqa: E402
 
-from bench import report, sensor  # noqa: E402
+from bench import readme, report, sensor  # noqa: E402
 from bench.run import ScaleBench, child_env, prepare  # noqa: E402
 from bench.scales import DEFAULT_DAYS, DEFAULT_SCALES, USERS, Scale  # noqa: E402
 
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", action="store_true",
                         help="run each platform step once more under cProfile (implies --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (data, logs, warehouse)")
+    parser.add_argument("--readme", action="store_true",
+                        help="write the run's targets and step tables into README.md (Performance)")
     return parser
 
 
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     code_at_start = code_fingerprint()
     root = Path(tempfile.mkdtemp(prefix="churn-bench-"))
     print(f"bench state in {root}", flush=True)
-    sections, summary = [], []
+    sections, summary, readme_sections = [], [], []
     try:
         with local_s3_server() as endpoint:
             client = s3_client(endpoint)
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = bench.run(client, bucket, args.pandas_memory_gib, run_pandas=not args.no_pandas)
                 text, targets = report.scale_section(result)
                 sections.append(text)
+                readme_sections.append(report.readme_section(result))
                 summary += [(name, t) for t in targets]
             if not args.no_sensor:
                 print(f"[sensor] loading {sensor.KEYS:,} keys and ticking ...", flush=True)
@@ -157,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         path = RESULTS_DIR / f"{started:%Y-%m-%d-%H%M}.md"
     path.write_text(document)
     print(f"written {path}")
+    if args.readme:
+        source = (f"From `{path.relative_to(PROJECT_ROOT)}` (`python -m bench {' '.join(argv)}`, code {code[0]}, "
+                  f"{started:%Y-%m-%d}; medians of {args.repeats}):")
+        readme.update(PROJECT_ROOT / "README.md", source, targets_table[2:], readme_sections)
+        print("README.md: performance figures replaced by this run's")
     return 0
 
 

@@ -8,11 +8,15 @@ from bench.child import Measurement
 from bench.run import ScaleResult
 from bench.sensor import EventTickBench, SensorBench
 
-PLATFORM_STEPS = ("ingest", "features_prev", "features", "model")
+PLATFORM_STEPS = ("ingest", "ingest_week", "features_prev", "features", "model")
+# The weekly increment: K's 7 new days ingested, K's features and labels, K's model, promotion, scores.
+INCREMENT_STEPS = ("ingest_week", "features", "model")
 RSS_LIMIT_MB = 2048
 L_RSS_LIMIT_MB = 24 * 1024
-FEATURES_RATIO_LIMIT = 1.5
+FEATURES_RATIO_LIMIT = 1.0
 INGEST_RATIO_LIMIT = 2.0
+INCREMENT_SPEEDUP = 3.0
+INCREMENT_MEMORY_SHARE = 0.25
 TRAINING_SPEEDUP = 10.0
 AUC_TOLERANCE = 0.005
 SENSOR_SECONDS_LIMIT = 2.0
@@ -45,7 +49,7 @@ def _notes(name: str, m: Measurement) -> str:
     match name:
         case "noop" | "noop_range":
             return load
-        case "ingest":
+        case "ingest" | "ingest_week":
             return f"{load}; steps: {_steps(m)}; {_metadata(d, 'raw_events', 'rows'):,} rows"
         case "s3_download":
             return f"{d['files']} files, {d['bytes'] / 1e6:,.0f} MB"
@@ -75,6 +79,7 @@ LABELS = {
     "noop": "Dagster no-op run (one weekly asset)",
     "noop_range": "Dagster no-op range run (ingest_job's shape: 2 daily assets, all days)",
     "ingest": "platform: ingest_job, all days, one run",
+    "ingest_week": "platform: ingest_job, K's 7 days, one run (the weekly increment's ingest)",
     "s3_download": "reference: S3 GET of every file (boto3, sequential)",
     "floor_ingest": "floor: DuckDB read+write of every file",
     "features_prev": "platform: user_features K-4 (setup for labels)",
@@ -152,9 +157,12 @@ def _targets(result: ScaleResult) -> list[Target]:
     if all(k in m for k in ("features", "floor_features", "noop")):
         floor = m["floor_features"].seconds + m["noop"].seconds
         ratio = m["features"].seconds / floor
-        targets.append(Target("weekly features+labels run <= 1.5 x (DuckDB scan floor + Dagster no-op)",
+        targets.append(Target(f"one weekly features+labels partition <= {FEATURES_RATIO_LIMIT:g} x "
+                              "(DuckDB scan of the raw files + Dagster no-op run)",
                               f"{ratio:.2f}x ({m['features'].seconds:.2f} s vs {floor:.2f} s)",
-                              f"<= {FEATURES_RATIO_LIMIT}x", ratio <= FEATURES_RATIO_LIMIT))
+                              f"<= {FEATURES_RATIO_LIMIT:g}x", ratio <= FEATURES_RATIO_LIMIT))
+    if all(k in m for k in (*INCREMENT_STEPS, "baseline_pandas")):
+        targets += _increment_targets(m)
     steps = {s: m[s] for s in PLATFORM_STEPS if s in m}
     if steps:
         worst = max(steps, key=lambda s: steps[s].peak_rss_mb)
@@ -173,10 +181,12 @@ def _targets(result: ScaleResult) -> list[Target]:
         targets.append(Target("... at AUC within 0.005 of GBC300 (HGB - GBC300, platform split)",
                               f"{delta:+.4f} (baseline split: {seed_split_delta:+.4f})",
                               f">= -{AUC_TOLERANCE}", delta >= -AUC_TOLERANCE))
-    if "ingest" in m and "floor_ingest" in m:
-        ratio = m["ingest"].seconds / m["floor_ingest"].seconds
-        targets.append(Target(f"ingest of {result.scale.days} days in one run <= 2 x DuckDB read+write",
-                              f"{ratio:.1f}x ({m['ingest'].seconds:.2f} s vs {m['floor_ingest'].seconds:.2f} s)",
+    if all(k in m for k in ("ingest", "floor_ingest", "noop_range")):
+        floor = m["floor_ingest"].seconds + m["noop_range"].seconds
+        ratio = m["ingest"].seconds / floor
+        targets.append(Target(f"ingest of {result.scale.days} days in one run <= {INGEST_RATIO_LIMIT:g} x "
+                              "(DuckDB read+write of the files + Dagster no-op range run)",
+                              f"{ratio:.2f}x ({m['ingest'].seconds:.2f} s vs {floor:.2f} s)",
                               f"<= {INGEST_RATIO_LIMIT:g}x", ratio <= INGEST_RATIO_LIMIT))
     spark_steps = [m[s] for s in ("spark_ingest", "spark_features") if s in m]
     if spark_steps or any(s.startswith("spark_") for s in result.failures):
@@ -192,6 +202,32 @@ def _targets(result: ScaleResult) -> list[Target]:
                               f"; pandas {pandas}", "platform completes, pandas fails",
                               len(steps) == len(PLATFORM_STEPS) and "baseline_pandas" not in m))
     return targets
+
+
+def increment(m: dict[str, Measurement]) -> tuple[float, float]:
+    """The weekly increment's seconds (its runs' measured times) and peak RSS (MB, any run or its dbt)."""
+    steps = [m[s] for s in INCREMENT_STEPS]
+    return sum(x.seconds for x in steps), max(x.peak_rss_mb for x in steps)
+
+
+def _increment_targets(m: dict[str, Measurement]) -> list[Target]:
+    """The platform's weekly increment against the pandas baseline's one week (read, features and
+    labels, GradientBoosting fit): the same work for the week that matters to a retention team."""
+    seconds, rss = increment(m)
+    baseline = m["baseline_pandas"]
+    d = baseline.details
+    baseline_seconds = d["read_seconds"] + d["features_labels_seconds"] + d["fit_seconds"]
+    speedup = baseline_seconds / seconds
+    share = rss / baseline.peak_rss_mb
+    return [
+        Target(f"weekly increment (K's 7 days ingested, features, labels, train, promote, score) >= "
+               f"{INCREMENT_SPEEDUP:g} x faster than the pandas baseline's week",
+               f"{speedup:.1f}x ({seconds:.2f} s vs {baseline_seconds:.2f} s)", f">= {INCREMENT_SPEEDUP:g}x",
+               speedup >= INCREMENT_SPEEDUP),
+        Target(f"... at <= {INCREMENT_MEMORY_SHARE:g} of its memory (peak RSS)",
+               f"{share:.2f} ({rss:,.0f} MB vs {baseline.peak_rss_mb:,.0f} MB)", f"<= {INCREMENT_MEMORY_SHARE:g}",
+               share <= INCREMENT_MEMORY_SHARE),
+    ]
 
 
 def _diffs(result: ScaleResult) -> list[str]:
@@ -228,6 +264,14 @@ def scale_section(result: ScaleResult) -> tuple[str, list[Target]]:
         *_diffs(result),
     ]
     return "\n".join(lines), targets
+
+
+def readme_section(result: ScaleResult) -> str:
+    """The scale's steps and ratios, for the README."""
+    s, data = result.scale, result.data
+    return "\n".join([f"Scale {s.name}: {s.users:,} users, {s.days} days, {data.events:,} events "
+                      f"({data.bytes / 1e6:,.0f} MB of parquet); weekly partition K = {s.week}.", "",
+                      *_figures(result), "", *_ratios(result)])
 
 
 def sensor_section(bench: SensorBench) -> tuple[str, list[Target]]:

@@ -142,6 +142,9 @@ class ScaleBench:
         self.measure(result, "noop_range", f"Dagster no-op range run over {scale.days} days", "noop_range", days)
         self.measure(result, "ingest", f"platform ingest_job over {scale.days} days", "ingest", days,
                      before_each=self.fresh_warehouse, profiled=True)
+        week_days = {"start": scale.week, "end": scale.as_of.isoformat()}
+        self.measure(result, "ingest_week", f"platform ingest_job over K's 7 days {scale.week}..{scale.as_of}",
+                     "ingest", week_days, profiled=True)
         self.measure(result, "s3_download", "S3 GET of every file", "s3_download", {})
         self.measure(result, "floor_ingest", "floor ingest (DuckDB read+write)", "floor_ingest",
                      {"glob": data.glob, "database": str(self.dir / "floor_ingest.duckdb")})
