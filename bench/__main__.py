@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     code_at_start = code_fingerprint()
     root = Path(tempfile.mkdtemp(prefix="churn-bench-"))
     print(f"bench state in {root}", flush=True)
-    sections, summary, readme_sections = [], [], []
+    sections, summary, readme_blocks = [], [], {}
     try:
         with local_s3_server() as endpoint:
             client = s3_client(endpoint)
@@ -132,16 +132,17 @@ def main(argv: list[str] | None = None) -> int:
                 result = bench.run(client, bucket, args.pandas_memory_gib, run_pandas=not args.no_pandas)
                 text, targets = report.scale_section(result)
                 sections.append(text)
-                readme_sections.append(report.readme_section(result))
+                readme_blocks[name] = ([t.row() for t in targets], report.readme_section(result))
                 summary += [(name, t) for t in targets]
             if not args.no_sensor:
                 print(f"[sensor] loading {sensor.KEYS:,} keys and ticking ...", flush=True)
                 text, targets = report.sensor_section(sensor.run(client))
                 sections.append(text)
                 summary += [("-", t) for t in targets]
-                text, targets = report.event_sensor_section(sensor.run_event_mode(client, endpoint))
-                sections.append(text)
-                summary += [("-", t) for t in targets]
+                event_text, event_targets = report.event_sensor_section(sensor.run_event_mode(client, endpoint))
+                sections.append(event_text)
+                summary += [("-", t) for t in event_targets]
+                readme_blocks["sensor"] = ([t.row() for t in targets + event_targets], "")
     finally:
         if args.keep:
             print(f"kept {root}")
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.readme:
         source = (f"From `{path.relative_to(PROJECT_ROOT)}` (`python -m bench {' '.join(argv)}`, code {code[0]}, "
                   f"{started:%Y-%m-%d}; medians of {args.repeats}):")
-        readme.update(PROJECT_ROOT / "README.md", source, targets_table[2:], readme_sections)
+        readme.update(PROJECT_ROOT / "README.md", source, readme_blocks)
         print("README.md: performance figures replaced by this run's")
     return 0
 
