@@ -17,6 +17,7 @@ FEATURES_GROUP = "features"
 MODEL_GROUP = "model"
 
 DEFAULT_LANDING_BUCKET = "churn-landing"
+DEFAULT_SCORES_PREFIX = "scores/"  # churn scores for the CRM, in CHURN_SCORES_BUCKET (docs/contract.md §3)
 
 # Feature contract (docs/contract.md §3), in model input order.
 FEATURE_COLUMNS = (

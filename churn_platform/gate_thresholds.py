@@ -26,6 +26,8 @@ class GateThresholds:
     max_duplicate_rate: float = 0.05
     min_auc: float = 0.7
     min_auc_delta: float = 0.005
+    max_psi: float = 0.2  # population drift warning on churn_scores
+    max_realized_auc_drop: float = 0.05  # realized AUC below the promoted holdout AUC: a warning
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -46,6 +48,12 @@ class GateThresholds:
             raise ValueError(f"{_env_name('min_auc')}={self.min_auc!r} must lie in (0.5, 1]: 0.5 is a coin flip")
         if not 0.0 <= self.min_auc_delta < 0.5:
             raise ValueError(f"{_env_name('min_auc_delta')}={self.min_auc_delta!r} must lie in [0, 0.5)")
+        if not self.max_psi > 0.0:
+            raise ValueError(f"{_env_name('max_psi')}={self.max_psi!r} must be above 0")
+        if not 0.0 <= self.max_realized_auc_drop < 0.5:
+            raise ValueError(
+                f"{_env_name('max_realized_auc_drop')}={self.max_realized_auc_drop!r} must lie in [0, 0.5)"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GateThresholds:

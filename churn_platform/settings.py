@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from churn_platform.constants import DEFAULT_LANDING_BUCKET
+from churn_platform.constants import DEFAULT_LANDING_BUCKET, DEFAULT_SCORES_PREFIX
 from churn_platform.gate_thresholds import GateThresholds
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +64,8 @@ class Settings:
     data_dir: Path
     dagster_home: Path
     landing_bucket: str
+    scores_bucket: str  # where the CRM reads churn scores (docs/contract.md §3); the landing bucket by default
+    scores_prefix: str  # the folder of the score partitions in that bucket
     s3_endpoint_url: str | None = field(repr=False)  # may carry credentials
     mlflow_tracking_uri: str = field(repr=False)
     start_date: dt.date
@@ -117,11 +119,14 @@ class Settings:
         engine = env.get("CHURN_ENGINE") or "duckdb"
         if engine not in ENGINES:
             raise ValueError(f"CHURN_ENGINE={engine!r}: expected one of {ENGINES}")
+        landing_bucket = env.get("CHURN_LANDING_BUCKET") or DEFAULT_LANDING_BUCKET
         return cls(
             environment=environment,
             data_dir=data_dir,
             dagster_home=Path(env.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve(),
-            landing_bucket=env.get("CHURN_LANDING_BUCKET") or DEFAULT_LANDING_BUCKET,
+            landing_bucket=landing_bucket,
+            scores_bucket=env.get("CHURN_SCORES_BUCKET") or landing_bucket,
+            scores_prefix=env.get("CHURN_SCORES_PREFIX") or DEFAULT_SCORES_PREFIX,
             s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or _default_s3_endpoint(environment, env),
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir}/mlflow.db",
             start_date=_resolve_start_date(env, data_dir),

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from churn_platform.definitions import build_definitions
 from churn_platform.events import LANDED_SCHEMA
+from churn_platform.ml.model_card import DECISION_HEADING
 from churn_platform.ml.params import TrainingParams
 from churn_platform.settings import PROJECT_ROOT, Settings
 
@@ -138,8 +139,8 @@ def fast_mlflow_retry():
     return MlflowRetry(attempts=3, base_delay_seconds=0.01, max_delay_seconds=0.02)
 
 
-def register_training(client, artifact_root, trained, partition_key: str = MLFLOW_PARTITION_KEY):
-    """log_and_register as churn_model calls it, with fast retries."""
+def register_training(client, artifact_root, trained, partition_key: str = MLFLOW_PARTITION_KEY, evaluation=None):
+    """log_and_register as churn_model calls it (with its holdout evaluation), with fast retries."""
     from churn_platform.ml.registration import log_and_register
 
     return log_and_register(
@@ -149,8 +150,22 @@ def register_training(client, artifact_root, trained, partition_key: str = MLFLO
         partition_key=partition_key,
         dagster_run_id=f"dagster-run-{partition_key}",
         data_window="as_of 2024-01-07, labels (2024-01-07, 2024-02-04]",
+        evaluation=evaluation or holdout_evaluation(trained),
+        model_card=lambda version: f"# churn_prediction v{version}\n\n{DECISION_HEADING}\nNot decided yet.\n",
         retry=fast_mlflow_retry(),
     )
+
+
+_evaluations: dict[int, object] = {}
+
+
+def holdout_evaluation(trained):
+    """The holdout evaluation of a trained model, computed once per model object."""
+    from churn_platform.ml.holdout_evaluation import evaluate_holdout
+
+    if id(trained.model) not in _evaluations:
+        _evaluations[id(trained.model)] = evaluate_holdout(trained.model, trained.holdout)
+    return _evaluations[id(trained.model)]
 
 
 # Crash tests: a run worker in a child process, SIGKILLed at a chosen moment.

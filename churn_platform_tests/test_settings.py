@@ -65,3 +65,11 @@ def test_the_landing_sensor_interval_is_a_positive_number_of_seconds(tmp_path):
     for bad in ("0", "-3", "soon"):
         with pytest.raises(ValueError, match="CHURN_LANDING_SENSOR_INTERVAL_SECONDS"):
             Settings.from_env({**env, "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": bad})
+
+
+def test_scores_go_to_the_landing_bucket_unless_configured(tmp_path):
+    env = {"CHURN_DATA_DIR": str(tmp_path), "CHURN_LANDING_BUCKET": "landing"}
+    default = Settings.from_env(env)
+    assert (default.scores_bucket, default.scores_prefix) == ("landing", "scores/")
+    custom = Settings.from_env({**env, "CHURN_SCORES_BUCKET": "crm-exports", "CHURN_SCORES_PREFIX": "churn/"})
+    assert (custom.scores_bucket, custom.scores_prefix) == ("crm-exports", "churn/")

@@ -5,6 +5,7 @@ methods they call: the code location loads in a fraction of a second and only th
 train or score pay for them. The assets reach MLflow only through that resource.
 """
 
+import base64
 import datetime as dt
 
 import dagster as dg
@@ -66,6 +67,20 @@ def load_training_set(warehouse: Warehouse, as_of: dt.date):
         ).df()
 
 
+def evaluation_report(evaluation, plots: dict[str, bytes], run_link: str) -> str:
+    """Markdown for the UI: the plots inline (data URIs, as Dagster's own guide does), then the
+    tables, then where the same plots live in MLflow."""
+    from churn_platform.ml.holdout_evaluation import evaluation_markdown
+
+    images = "\n".join(
+        f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})" for name, png in plots.items()
+    )
+    return (
+        f"{images}\n\n{evaluation_markdown(evaluation)}\n\n"
+        f"Plots, `evaluation.json` and `model_card.md` are artifacts of the MLflow run: {run_link}\n"
+    )
+
+
 def _latest_model_metadata(context: dg.AssetExecutionContext) -> dict:
     """Metadata of churn_model's newest materialization for this partition."""
     records = context.instance.fetch_materializations(
@@ -106,6 +121,9 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
 
         Every training is one MLflow run and a new version of `churn_prediction`.
         """
+        from churn_platform.ml.drift import feature_psi
+        from churn_platform.ml.holdout_evaluation import evaluate_holdout
+        from churn_platform.ml.model_card import model_card
         from churn_platform.ml.training import train
 
         as_of = training_as_of(context)
@@ -117,12 +135,29 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
                 metadata={"rows": len(data), "min_training_rows": min_rows},
                 allow_retries=False,
             )
-        trained = train(data, TrainingParams(**config.model_dump()))
+        params = TrainingParams(**config.model_dump())
+        trained = train(data, params)
+        evaluation = evaluate_holdout(trained.model, trained.holdout, n_threads=params.n_threads)
+        champion = mlflow.champion()
+        drift = None if champion is None else feature_psi(mlflow.holdout(champion.run_id), data)
+        data_window = f"features and labels at as-of {as_of}"
+
+        def card(version: str) -> str:
+            return model_card(
+                version=version, partition_key=context.partition_key, data_window=data_window,
+                training_rows=len(data) - len(trained.holdout), holdout_rows=len(trained.holdout),
+                churn_rate=float(data["churned"].mean()), params=params.as_dict(), evaluation=evaluation,
+                drift=drift, drift_reference=None if champion is None else
+                f"the holdout of champion v{champion.version}", max_psi=thresholds.max_psi,
+            )
+
         logged = mlflow.register_training(
             trained,
             partition_key=context.partition_key,
             dagster_run_id=context.run.run_id,
-            data_window=f"features and labels at as-of {as_of}",
+            data_window=data_window,
+            evaluation=evaluation,
+            model_card=card,
         )
         context.log.info(f"registered churn_prediction v{logged.model_version}: {logged.metrics}")
         link = logged.run_url or logged.run_ui_path
@@ -134,6 +169,8 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
                 "mlflow_run_id": logged.run_id,
                 "mlflow_run": dg.MetadataValue.url(link) if link.startswith("http") else link,
                 "fit_seconds": trained.fit_seconds,
+                "evaluation": dg.MetadataValue.md(evaluation_report(evaluation, logged.plots, link)),
+                **({} if drift is None else {"max_psi_vs_champion": max(drift.values())}),
             }
         )
         yield auc_floor_result(logged.metrics["roc_auc"], min_auc, str(logged.model_version))

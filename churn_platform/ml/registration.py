@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,9 @@ from mlflow.models import infer_signature
 from churn_platform.constants import FEATURE_COLUMNS, MLFLOW_EXPERIMENT, REGISTERED_MODEL_NAME
 from churn_platform.redaction import redact_url
 from churn_platform.ml.artifacts import HOLDOUT_ARTIFACT, HOLDOUT_ARTIFACT_DIR, TAG_HOLDOUT_SHA256
+from churn_platform.ml.evaluation_plots import start_plots
+from churn_platform.ml.holdout_evaluation import HoldoutEvaluation
+from churn_platform.ml.model_card import MODEL_CARD_ARTIFACT
 from churn_platform.ml.mlflow_io import (
     DEFAULT_RETRY,
     MlflowRetry,
@@ -40,6 +43,7 @@ from churn_platform.ml.training import (
 )
 
 MODEL_ARTIFACT_NAME = "model"
+EVALUATION_ARTIFACT_DIR = "evaluation"  # evaluation.json and its PNG plots
 
 # Identity tags of a training, on its run and its model version.
 TAG_PARTITION_KEY = "partition_key"
@@ -58,6 +62,7 @@ class LoggedVersion:
     run_ui_path: str
     run_url: str | None
     metrics: dict[str, float]
+    plots: dict[str, bytes]  # PNG bytes by file name, as logged under evaluation/
 
 
 def _artifact_location(artifact_root: str | Path, experiment_name: str) -> str:
@@ -182,6 +187,8 @@ def log_and_register(
     partition_key: str,
     dagster_run_id: str,
     data_window: str,
+    evaluation: HoldoutEvaluation,
+    model_card: Callable[[str], str],
     experiment_name: str = MLFLOW_EXPERIMENT,
     model_name: str = REGISTERED_MODEL_NAME,
     ui_url: str | None = None,
@@ -192,8 +199,11 @@ def log_and_register(
     The run ends FINISHED only once the version exists; on any failure the run
     ends FAILED and no version from it is left registered. The holdout goes
     along as a parquet artifact and its SHA-256 as a run tag, so promotion
-    scores champion and challenger on the same, verified rows. ui_url (the
-    MLflow UI) defaults to an http(s) tracking URI.
+    scores champion and challenger on the same, verified rows. The holdout
+    evaluation goes along as metrics and as `evaluation/` (JSON and PNG plots,
+    drawn by a side process while the model is logged); `model_card(version)`
+    becomes the version's description and `model_card.md`. ui_url (the MLflow
+    UI) defaults to an http(s) tracking URI.
     """
     experiment_id = ensure_experiment(client, artifact_root, experiment_name, retry=retry)
     identity = {
@@ -202,7 +212,8 @@ def log_and_register(
         TAG_DATA_WINDOW: data_window,
     }
     params = {**trained.params.as_dict(), "estimator": type(trained.model[-1]).__name__}
-    metrics = {**trained.metrics, "fit_seconds": trained.fit_seconds}
+    metrics = {**trained.metrics, "fit_seconds": trained.fit_seconds, **evaluation.metrics(),
+               "evaluation_seconds": evaluation.seconds}
     holdout_bytes = trained.holdout.to_parquet(index=False)
     run = call_with_retry(
         client,
@@ -215,7 +226,11 @@ def log_and_register(
         retry=retry,
     )
     run_id = run.info.run_id
+    scratch = tempfile.TemporaryDirectory()
+    plots = None
     try:
+        evaluation_dir = Path(scratch.name) / EVALUATION_ARTIFACT_DIR
+        plots = start_plots(evaluation.to_dict(), evaluation_dir)
         now_ms = int(time.time() * 1000)
         call_with_retry(
             client,
@@ -258,18 +273,22 @@ def log_and_register(
                 pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
                 retry=retry,
             )
-        with tempfile.TemporaryDirectory() as scratch:
-            holdout_path = Path(scratch) / Path(HOLDOUT_ARTIFACT).name
-            holdout_path.write_bytes(holdout_bytes)
-            call_with_retry(
-                client,
-                "log the holdout",
-                client.log_artifact,
-                run_id,
-                str(holdout_path),
-                HOLDOUT_ARTIFACT_DIR,
-                retry=retry,
-            )
+        holdout_path = Path(scratch.name) / Path(HOLDOUT_ARTIFACT).name
+        holdout_path.write_bytes(holdout_bytes)
+        call_with_retry(
+            client,
+            "log the holdout",
+            client.log_artifact,
+            run_id,
+            str(holdout_path),
+            HOLDOUT_ARTIFACT_DIR,
+            retry=retry,
+        )
+        plot_bytes = {path.name: path.read_bytes() for path in plots.wait()}
+        call_with_retry(
+            client, "log the evaluation", client.log_artifacts, run_id, str(evaluation_dir),
+            EVALUATION_ARTIFACT_DIR, retry=retry,
+        )
         _ensure_registered_model(client, model_name, retry)
         # The sqlite registry resolves a models:/<model_id> source through the
         # global tracking URI (an MLflow TODO), hence the scope here too.
@@ -286,6 +305,12 @@ def log_and_register(
                 {**identity, "roc_auc": f"{trained.metrics['roc_auc']:.6f}"},
                 retry=retry,
             )
+        card = model_card(version_number(version))
+        call_with_retry(client, "log the model card", client.log_text, run_id, card, MODEL_CARD_ARTIFACT, retry=retry)
+        call_with_retry(
+            client, "describe the model version", client.update_model_version, model_name,
+            version_number(version), card, retry=retry,
+        )
         call_with_retry(
             client, "finish the run", client.set_terminated, run_id, "FINISHED", retry=retry
         )
@@ -295,6 +320,10 @@ def log_and_register(
         except Exception as cleanup_error:
             err.add_note(f"cleanup of MLflow run {run_id} also failed: {cleanup_error}")
         raise
+    finally:
+        if plots is not None:
+            plots.kill()
+        scratch.cleanup()
     base_url = ui_url or (redact_url(client.tracking_uri) if client.tracking_uri.startswith("http") else None)
     ui_path = f"#/experiments/{experiment_id}/runs/{run_id}"
     return LoggedVersion(
@@ -305,4 +334,5 @@ def log_and_register(
         run_ui_path=ui_path,
         run_url=f"{base_url.rstrip('/')}/{ui_path}" if base_url else None,
         metrics=metrics,
+        plots=plot_bytes,
     )

@@ -11,6 +11,7 @@ from churn_platform.resources.landing import LandingZone
 from churn_platform.resources.landing_queue import LandingQueue
 from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform.resources.notify import Notifier
+from churn_platform.resources.score_publisher import ScorePublisher
 from churn_platform.redaction import has_credentials
 from churn_platform.resources.spark_jobs import EmrServerlessSparkJobs, SparkJobs
 from churn_platform.resources.spark_warehouse import SparkWarehouse
@@ -100,6 +101,7 @@ def build_resources(settings: Settings) -> dict:
         **optional,
         "s3": s3,
         "landing": LandingZone(s3=s3, bucket=settings.landing_bucket),
+        "score_publisher": ScorePublisher(s3=s3, bucket=settings.scores_bucket, prefix=settings.scores_prefix),
         "warehouse": warehouse,
         "notifier": build_notifier(settings),
         "mlflow": build_mlflow_registry(settings),

@@ -14,7 +14,7 @@ global state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from churn_platform.ml.mlflow_io import MlflowRetry
+    from churn_platform.ml.holdout_evaluation import HoldoutEvaluation
     from churn_platform.ml.promotion import Decision, Promotion, Rollback
     from churn_platform.ml.registration import LoggedVersion
     from churn_platform.ml.training import TrainedModel
@@ -67,9 +68,11 @@ class MlflowRegistry(dg.ConfigurableResource):
         return ensure_experiment(client, self.artifact_root, retry=retry)
 
     def register_training(
-        self, trained: TrainedModel, *, partition_key: str, dagster_run_id: str, data_window: str
+        self, trained: TrainedModel, *, partition_key: str, dagster_run_id: str, data_window: str,
+        evaluation: HoldoutEvaluation, model_card: Callable[[str], str],
     ) -> LoggedVersion:
-        """Log a training as one MLflow run and register it as a new version of the model.
+        """Log a training with its evaluation as one MLflow run and register it as a new version of
+        the model, described by `model_card(version)`.
 
         On any failure the run ends FAILED and no version from it stays registered.
         """
@@ -83,6 +86,8 @@ class MlflowRegistry(dg.ConfigurableResource):
             partition_key=partition_key,
             dagster_run_id=dagster_run_id,
             data_window=data_window,
+            evaluation=evaluation,
+            model_card=model_card,
             ui_url=self.ui_url,
             retry=retry,
         )

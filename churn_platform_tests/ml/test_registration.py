@@ -1,7 +1,9 @@
 import dataclasses
+import json
 import os
 import socket
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -16,7 +18,9 @@ from churn_platform.constants import FEATURE_COLUMNS, REGISTERED_MODEL_NAME
 from churn_platform.ml.mlflow_io import MlflowUnavailableError, connect
 from churn_platform.ml.artifacts import load_holdout, load_model_version
 from churn_platform.ml.promotion import get_champion
-from churn_platform_tests.helpers import fast_mlflow_retry, register_training
+from churn_platform.ml.evaluation_plots import EVALUATION_JSON, PLOT_FILES
+from churn_platform.ml.model_card import MODEL_CARD_ARTIFACT
+from churn_platform_tests.helpers import fast_mlflow_retry, holdout_evaluation, register_training
 
 
 def test_logged_model_round_trips_and_leaves_no_global_state(
@@ -48,6 +52,20 @@ def test_logged_model_round_trips_and_leaves_no_global_state(
     assert logged.model_uri == f"models:/{REGISTERED_MODEL_NAME}/1"
     assert logged.run_url is None and logged.run_ui_path.endswith(logged.run_id)
 
+    evaluation = holdout_evaluation(trained)
+    assert run.data.metrics["top_decile_lift"] == pytest.approx(evaluation.lift.top_decile_lift)
+    assert run.data.metrics["brier_score"] == pytest.approx(evaluation.calibration.brier_score)
+    assert run.data.metrics["precision_at_10pct"] == pytest.approx(evaluation.top[1].precision)
+    logged_files = {a.path for a in client.list_artifacts(logged.run_id, "evaluation")}
+    assert logged_files == {f"evaluation/{name}" for name in (EVALUATION_JSON, *PLOT_FILES)}
+    for name in PLOT_FILES:
+        assert logged.plots[name].startswith(b"\x89PNG"), name
+    logged_json = json.loads(Path(client.download_artifacts(logged.run_id, f"evaluation/{EVALUATION_JSON}")).read_text())
+    assert logged_json["lift"]["top_decile_lift"] == pytest.approx(evaluation.lift.top_decile_lift)
+    version = client.get_model_version(REGISTERED_MODEL_NAME, logged.model_version)
+    card = Path(client.download_artifacts(logged.run_id, MODEL_CARD_ARTIFACT)).read_text()
+    assert card.startswith(f"# churn_prediction v{logged.model_version}") and version.description == card
+
     loaded = load_model_version(client, logged.model_version)
     frame = trained.holdout[list(FEATURE_COLUMNS)].head(100).astype({"plan_tier": "object"})
     np.testing.assert_allclose(loaded.predict_proba(frame), trained.model.predict_proba(frame))
@@ -61,7 +79,7 @@ def test_failure_inside_the_run_fails_it_and_registers_nothing(mlflow_store, tra
     client, artifact_root = mlflow_store
     unfitted = dataclasses.replace(trained, model=clone(trained.model))
     with pytest.raises(NotFittedError):
-        register_training(client, artifact_root, unfitted)
+        register_training(client, artifact_root, unfitted, evaluation=holdout_evaluation(trained))
     assert_failed_run_without_versions(client)
 
 

@@ -18,6 +18,7 @@ from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform_tests.helpers import (
     FAST_TRAINING_PARAMS,
     WEAK_TRAINING_PARAMS,
+    holdout_evaluation,
     migrate_mlflow_store,
 )
 
@@ -56,6 +57,8 @@ def register(registry: MlflowRegistry, trained, partition_key: str):
         partition_key=partition_key,
         dagster_run_id=f"dagster-run-{partition_key}",
         data_window=f"features and labels of {partition_key}",
+        evaluation=holdout_evaluation(trained),
+        model_card=lambda version: f"# churn_prediction v{version}\n",
     )
 
 
