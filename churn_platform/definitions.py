@@ -28,7 +28,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[
             build_raw_events(daily, settings.gate_thresholds, settings.engine),
             *build_dbt_assets(daily, weekly),
-            *build_model_assets(weekly, settings.gate_thresholds, settings.engine),
+            *build_model_assets(weekly, settings.gate_thresholds, settings.engine, settings.contact_economics),
         ],
         asset_checks=build_feature_gates(weekly, settings.gate_thresholds),
         jobs=build_jobs(),

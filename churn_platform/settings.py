@@ -15,6 +15,7 @@ from pathlib import Path
 
 from churn_platform.constants import DEFAULT_LANDING_BUCKET, DEFAULT_SCORES_PREFIX
 from churn_platform.gate_thresholds import GateThresholds
+from churn_platform.contact_economics import ContactEconomics
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -76,6 +77,7 @@ class Settings:
     mlflow_ui_url: str | None
     local_s3_credentials: bool
     gate_thresholds: GateThresholds = GateThresholds()
+    contact_economics: ContactEconomics = ContactEconomics()
     landing_sensor_interval_seconds: int = 30
     landing_queue_url: str | None = None  # event mode: the SQS queue of the bucket's notifications
     sqs_endpoint_url: str | None = None  # AWS_ENDPOINT_URL_SQS; locally the S3 server serves SQS too
@@ -138,6 +140,7 @@ class Settings:
             or ("http://127.0.0.1:5000" if environment == "local" else None),
             local_s3_credentials=environment == "local" and not env.get("AWS_ACCESS_KEY_ID"),
             gate_thresholds=GateThresholds.from_env(env),
+            contact_economics=ContactEconomics.from_env(env),
             landing_sensor_interval_seconds=_positive_int(env, "CHURN_LANDING_SENSOR_INTERVAL_SECONDS", 30),
             landing_queue_url=env.get("CHURN_LANDING_QUEUE_URL") or None,
             sqs_endpoint_url=env.get("AWS_ENDPOINT_URL_SQS") or None,

@@ -13,10 +13,13 @@ from pydantic import create_model
 
 from churn_platform import automation
 from churn_platform.checks.model import auc_floor_result, auc_floor_spec
+from churn_platform.checks.scores import population_drift_result, population_drift_spec
 from churn_platform.constants import (
     CHURN_LABELS,
     CHURN_MODEL,
     CHURN_SCORES,
+    FEATURE_COLUMNS,
+    LABEL_COLUMN,
     MODEL_GROUP,
     PROMOTION_DECISION,
     PROMOTION_POOL,
@@ -24,16 +27,20 @@ from churn_platform.constants import (
     USER_FEATURES,
     WAREHOUSE_POOL,
 )
+from churn_platform.contact_economics import ContactEconomics
 from churn_platform.freshness import WEEKLY_OUTPUT_FRESHNESS
 from churn_platform.ml.params import TrainingParams
 from churn_platform.partitions import TRAINING_FEATURES_MAPPING, week_window
 from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform.resources.notify import Notifier
+from churn_platform.resources.score_publisher import ScorePublisher
 from churn_platform.gate_thresholds import GateThresholds
 from churn_platform.resources.spark_jobs import SparkJobs
 from churn_platform.resources.spark_warehouse import SparkWarehouse
 from churn_platform.resources.warehouse import CHURN_SCORES_DDL, DuckDBWarehouse, Warehouse
 from churn_platform.retries import EXTERNAL_SERVICE_RETRY
+
+BOOTSTRAP_SEED = 0  # the interval of a decision is reproducible: the same holdout gives the same bounds
 
 
 TrainingConfig = create_model(
@@ -81,6 +88,15 @@ def evaluation_report(evaluation, plots: dict[str, bytes], run_link: str) -> str
     )
 
 
+# A week's scores beside the features they were computed from (both engines' SQL).
+SCORED_WITH_FEATURES_SQL = (
+    "SELECT s.user_id, s.churn_probability, s.risk_decile, s.model_version, "
+    + ", ".join(f"f.{column}" for column in FEATURE_COLUMNS)
+    + " FROM churn_scores s JOIN user_features f ON s.as_of_date = f.as_of_date AND s.user_id = f.user_id"
+    " WHERE s.as_of_date = ? ORDER BY s.user_id"
+)
+
+
 def _latest_model_metadata(context: dg.AssetExecutionContext) -> dict:
     """Metadata of churn_model's newest materialization for this partition."""
     records = context.instance.fetch_materializations(
@@ -93,7 +109,16 @@ def _latest_model_metadata(context: dg.AssetExecutionContext) -> dict:
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
-def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[dg.AssetsDefinition]:
+def _interval_metadata(interval) -> dict:
+    """The bootstrap interval of the AUC delta; NaN (a gap in the UI's plot) without a champion."""
+    if interval is None:
+        return {"delta_low": float("nan"), "delta_high": float("nan"), "within_noise": "no champion"}
+    return {"delta_low": interval.low, "delta_high": interval.high, "within_noise": str(interval.within_noise)}
+
+
+def build_model_assets(
+    weekly, thresholds: GateThresholds, engine: str, economics: ContactEconomics = ContactEconomics()
+) -> list[dg.AssetsDefinition]:
     min_rows = thresholds.min_training_rows
     min_auc = thresholds.min_auc
     min_delta = thresholds.min_auc_delta
@@ -191,8 +216,10 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
         Promotes when the challenger's AUC beats the champion's by the configured delta, or when
         there is no champion. The decision is recorded on the model versions and here.
         """
+        from churn_platform.ml.campaign_value import campaign_value_markdown, campaign_values
+        from churn_platform.ml.evaluation import bootstrap_auc_delta
         from churn_platform.ml.mlflow_io import version_number
-        from churn_platform.ml.promotion import decide_promotion
+        from churn_platform.ml.promotion import decide_promotion, holdout_aucs
 
         model = _latest_model_metadata(context)
         if model["roc_auc"] < min_auc:
@@ -202,11 +229,16 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
             )
         challenger = mlflow.model_version(model["model_version"])
         champion = mlflow.champion()
-        holdout = mlflow.holdout(model["mlflow_run_id"])
-        challenger_auc, champion_auc = mlflow.compare(challenger, champion, holdout)
+        scores = mlflow.score_holdout(challenger, champion, mlflow.holdout(model["mlflow_run_id"]))
+        challenger_auc, champion_auc = holdout_aucs(scores)
+        interval = None if scores.champion is None else bootstrap_auc_delta(
+            scores.labels, scores.champion, scores.challenger, seed=BOOTSTRAP_SEED
+        )
+        values = campaign_values(scores, economics)
         # A step that ran before gets back the decision its first attempt recorded.
         promotion = mlflow.promote(
-            decide_promotion(challenger_auc, champion_auc, min_delta=min_delta), challenger, champion
+            decide_promotion(challenger_auc, champion_auc, min_delta=min_delta, interval=interval),
+            challenger, champion, appendix=campaign_value_markdown(values, economics),
         )
         decision, previous = promotion.decision, promotion.previous_champion_version
         new_champion = mlflow.champion()
@@ -229,6 +261,11 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
                 "previous_champion": previous or "none",
                 "champion_version": version_number(new_champion) if new_champion else "none",
                 "reason": decision.reason,
+                **_interval_metadata(decision.interval),
+                **{
+                    f"expected_value_top_10pct_{name}": next(v.expected_value for v in per_model if v.fraction == 0.1)
+                    for name, per_model in values.items()
+                },
                 "decided_at": promotion.decided_at,
                 "report": dg.MetadataValue.md(promotion.report),
             }
@@ -239,12 +276,16 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
         group_name=MODEL_GROUP,
         partitions_def=weekly,
         deps=[USER_FEATURES, PROMOTION_DECISION],
-        pool=WAREHOUSE_POOL,
+        pool=WAREHOUSE_POOL,  # also one publish per week at a time
         retry_policy=EXTERNAL_SERVICE_RETRY,
         automation_condition=automation.after_upstream(),
         freshness_policy=WEEKLY_OUTPUT_FRESHNESS,
-        kinds={engine, "mlflow"},
-        description="Churn probability of every user in the week's features, from the champion model.",
+        kinds={engine, "mlflow", "s3"},
+        check_specs=[population_drift_spec(thresholds.max_psi)],
+        description=(
+            "Churn probability, risk decile and top three reasons of every user in the week's features, "
+            "from the champion model; published to S3 for the CRM."
+        ),
     )
 
     def champion_model(mlflow: MlflowRegistry):
@@ -254,27 +295,60 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
                              allow_retries=False)
         return champion, mlflow.load_model(champion)
 
+    def publish_and_check_drift(context, score_publisher: ScorePublisher, mlflow: MlflowRegistry, champion, model,
+                                as_of: dt.date, scored, metadata: dict):
+        """Publish the week's scores for the CRM, then measure drift against the champion's population."""
+        from churn_platform.ml.drift import population_drift
+        from churn_platform.ml.training import prepare_features
+
+        published = score_publisher.publish(
+            as_of, scored[["user_id", "churn_probability", "risk_decile", "model_version"]], run_id=context.run.run_id
+        )
+        reference = mlflow.holdout(champion.run_id)
+        drift = population_drift(
+            reference, scored, model.predict_proba(prepare_features(reference))[:, 1],
+            scored["churn_probability"].to_numpy(), max_psi=thresholds.max_psi,
+        )
+        context.log.info(f"published {published.rows} scores to {published.uri}; drift: {drift.summary()}")
+        yield dg.MaterializeResult(
+            metadata={
+                **metadata,
+                "rows": len(scored),
+                "as_of_date": as_of.isoformat(),
+                "mean_churn_probability": float(scored["churn_probability"].mean()),
+                "share_above_0_5": float((scored["churn_probability"] > 0.5).mean()),
+                "champion_training_churn_rate": float(reference[LABEL_COLUMN].mean()),
+                "published_manifest": published.manifest_uri,
+                "published_sha256": published.sha256,
+                **drift.metadata(),
+            }
+        )
+        yield population_drift_result(drift, champion.version)
+
     if engine == "spark":
         @scores_asset
         def churn_scores_on_spark(context: dg.AssetExecutionContext, warehouse: SparkWarehouse,
-                                  mlflow: MlflowRegistry, spark_jobs: SparkJobs):
+                                  mlflow: MlflowRegistry, spark_jobs: SparkJobs, score_publisher: ScorePublisher):
             from churn_platform.ml.mlflow_io import version_number
             from churn_platform.spark.scoring import score_on_spark
 
             champion, model = champion_model(mlflow)
             as_of = week_window(context.partition_time_window).last_as_of
-            scored = score_on_spark(context, warehouse, spark_jobs, model, version_number(champion), as_of)
-            if not scored["rows"]:
+            counts = score_on_spark(context, warehouse, spark_jobs, model, version_number(champion), as_of)
+            if not counts["rows"]:
                 raise dg.Failure(f"user_features has no rows at as-of {as_of}", allow_retries=False)
-            return dg.MaterializeResult(metadata={"as_of_date": as_of.isoformat(),
-                                                  "model_version": version_number(champion), **scored})
+            with warehouse.connect(read_only=True) as con:
+                scored = con.execute(SCORED_WITH_FEATURES_SQL, [as_of]).df()
+            yield from publish_and_check_drift(context, score_publisher, mlflow, champion, model, as_of, scored,
+                                               {"model_version": version_number(champion)})
 
         return [churn_model, promotion_decision, churn_scores_on_spark]
 
     @scores_asset
-    def churn_scores(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, mlflow: MlflowRegistry):
+    def churn_scores(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, mlflow: MlflowRegistry,
+                     score_publisher: ScorePublisher):
         from churn_platform.ml.mlflow_io import version_number
-        from churn_platform.ml.training import prepare_features
+        from churn_platform.ml.scoring import score_users
 
         champion, model = champion_model(mlflow)
         as_of = week_window(context.partition_time_window).last_as_of
@@ -284,18 +358,10 @@ def build_model_assets(weekly, thresholds: GateThresholds, engine: str) -> list[
             ).df()
         if features.empty:
             raise dg.Failure(f"user_features has no rows at as-of {as_of}", allow_retries=False)
-        scores = features[["as_of_date", "user_id"]].copy()
-        scores["churn_probability"] = model.predict_proba(prepare_features(features))[:, 1]
-        scores["model_version"] = version_number(champion)
+        scores = score_users(model, features, version_number(champion))
         warehouse.replace_partition(CHURN_SCORES, CHURN_SCORES_DDL, "as_of_date", as_of, scores)
-        return dg.MaterializeResult(
-            metadata={
-                "rows": len(scores),
-                "as_of_date": as_of.isoformat(),
-                "model_version": version_number(champion),
-                "mean_churn_probability": float(scores["churn_probability"].mean()),
-                "share_above_0_5": float((scores["churn_probability"] > 0.5).mean()),
-            }
-        )
+        scored = scores.merge(features.drop(columns=["as_of_date"]), on="user_id", validate="one_to_one")
+        yield from publish_and_check_drift(context, score_publisher, mlflow, champion, model, as_of, scored,
+                                           {"model_version": version_number(champion)})
 
     return [churn_model, promotion_decision, churn_scores]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import requests
 
+from churn_platform.constants import DEFAULT_SCORES_PREFIX
 from churn_platform.dev import topology
 from churn_platform.dev.instance import stop_process_group
 from churn_platform.dev.postgres import PostgresCluster
@@ -37,7 +38,8 @@ _OWNED_PREFIXES = ("CHURN_", "DAGSTER_", "MLFLOW_", "AWS_", "PG")
 # ...except the operator's own knobs, which `make stack` hands to the Dagster services.
 _OPERATOR_PREFIXES = ("CHURN_GATE_", "CHURN_SPARK_", "CHURN_EMR_")
 _OPERATOR_VARS = ("CHURN_LANDING_SENSOR_INTERVAL_SECONDS", "CHURN_LANDING_SWEEP_INTERVAL_SECONDS", "SLACK_BOT_TOKEN", "CHURN_SLACK_CHANNEL",
-                  "CHURN_ENGINE", "CHURN_DBT_TARGET", "CHURN_PIPES_BUCKET")
+                  "CHURN_ENGINE", "CHURN_DBT_TARGET", "CHURN_PIPES_BUCKET",
+                  "CHURN_CONTACT_COST", "CHURN_SAVED_CUSTOMER_VALUE", "CHURN_SAVE_RATE")
 
 
 class StackError(RuntimeError):
@@ -190,6 +192,12 @@ class ProductionStack:
             "CHURN_LANDING_SENSOR_INTERVAL_SECONDS": "30",
             "CHURN_LANDING_QUEUE_URL": self.queue_url,
             "CHURN_LANDING_SWEEP_INTERVAL_SECONDS": "600",
+            "CHURN_SCORES_BUCKET": self.landing_bucket,  # the default, and a bucket the stack creates
+            "CHURN_SCORES_PREFIX": DEFAULT_SCORES_PREFIX,
+            # Empty: contact_economics.py's placeholders, unless the operator's shell sets them (extra_env).
+            "CHURN_CONTACT_COST": "",
+            "CHURN_SAVED_CUSTOMER_VALUE": "",
+            "CHURN_SAVE_RATE": "",
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             # One retry policy: ours (backoff with jitter around every MLflow call), not MLflow's too.
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",

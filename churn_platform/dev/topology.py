@@ -98,6 +98,10 @@ PLATFORM_VARS = (
     "CHURN_DAGSTER_UI_URL", "CHURN_MLFLOW_UI_URL", "CHURN_LANDING_SENSOR_INTERVAL_SECONDS",
     "CHURN_LANDING_QUEUE_URL", "CHURN_LANDING_SWEEP_INTERVAL_SECONDS", "MLFLOW_TRACKING_URI",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",
+    # Where churn_scores is published for the CRM; empty means the landing bucket and `scores/`.
+    "CHURN_SCORES_BUCKET", "CHURN_SCORES_PREFIX",
+    # The promotion report's retention-campaign economics; empty means contact_economics.py's placeholders.
+    "CHURN_CONTACT_COST", "CHURN_SAVED_CUSTOMER_VALUE", "CHURN_SAVE_RATE",
 )
 AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 # MLFLOW_SERVER_ALLOWED_HOSTS: MLflow ≥3.5 answers 403 to a Host header that is not loopback or a

@@ -22,15 +22,20 @@ Decision history lives in model version tags:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from sklearn.metrics import roc_auc_score
 
 from churn_platform.constants import (
     CHAMPION_ALIAS,
@@ -40,6 +45,7 @@ from churn_platform.constants import (
 )
 from churn_platform.ml.artifacts import load_model_version
 from churn_platform.ml.champion_lease import ChampionChangedError, champion_lease
+from churn_platform.ml.evaluation import AucDeltaInterval
 from churn_platform.ml.mlflow_io import (
     DEFAULT_RETRY,
     MlflowRetry,
@@ -47,7 +53,7 @@ from churn_platform.ml.mlflow_io import (
     version_number,
 )
 from churn_platform.ml.registration import TAG_PARTITION_KEY
-from churn_platform.ml.training import evaluate
+from churn_platform.ml.model_card import MODEL_CARD_ARTIFACT, with_decision
 
 REPORT_ARTIFACT = "promotion/report.md"
 DEFAULT_MIN_AUC_DELTA = 0.005
@@ -60,6 +66,7 @@ TAG_DECISION = "decision"
 TAG_CHALLENGER_AUC = "challenger_auc"
 TAG_CHAMPION_AUC = "champion_auc"
 TAG_DELTA = "delta"
+TAG_DELTA_INTERVAL = "delta_interval"  # JSON of the paired bootstrap interval (AucDeltaInterval)
 TAG_MIN_DELTA = "min_delta"
 TAG_REASON = "reason"
 TAG_DECIDED_AT = "decided_at"
@@ -89,6 +96,16 @@ class Decision:
     delta: float | None
     min_delta: float
     reason: str
+    interval: AucDeltaInterval | None = None  # paired bootstrap of delta on the holdout; None without a champion
+
+
+@dataclass(frozen=True)
+class HoldoutScores:
+    """Both models' churn probabilities on the challenger's holdout rows (champion None without one)."""
+
+    labels: np.ndarray
+    challenger: np.ndarray
+    champion: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -157,8 +174,13 @@ def decide_promotion(
     challenger_auc: float,
     champion_auc: float | None,
     min_delta: float = DEFAULT_MIN_AUC_DELTA,
+    interval: AucDeltaInterval | None = None,
 ) -> Decision:
-    """Promote when there is no champion or the challenger's AUC beats it by >= min_delta."""
+    """Promote when there is no champion or the challenger's AUC beats it by >= min_delta.
+
+    The bootstrap interval does not change the rule; it says whether the holdout can tell the
+    two models apart, so a promotion on a difference within noise is reported as such.
+    """
     for name, auc in (("challenger", challenger_auc), ("champion", champion_auc)):
         if auc is not None and not (math.isfinite(auc) and 0.0 <= auc <= 1.0):
             raise ValueError(f"{name} AUC {auc!r} is not a number in [0, 1]")
@@ -184,11 +206,21 @@ def decide_promotion(
         reason=(
             f"challenger AUC {challenger_auc:.4f} vs champion {champion_auc:.4f}: "
             f"delta {delta:+.4f} {verdict} the required {min_delta:.4f}; {outcome}"
+            + ("" if interval is None else f"; {noise_verdict(interval)}")
         ),
+        interval=interval,
     )
 
 
-def compare_on_holdout(
+def noise_verdict(interval: AucDeltaInterval) -> str:
+    """One sentence: is the delta distinguishable from 0 on this holdout?"""
+    bounds = f"{interval.confidence:.0%} interval [{interval.low:+.4f}, {interval.high:+.4f}]"
+    if interval.within_noise:
+        return f"the difference is within noise ({bounds} includes 0)"
+    return f"the difference is real on this holdout ({bounds} excludes 0)"
+
+
+def holdout_scores(
     client: MlflowClient,
     challenger_version: ModelVersion | str,
     champion_version: ModelVersion | str | None,
@@ -196,15 +228,28 @@ def compare_on_holdout(
     model_name: str = REGISTERED_MODEL_NAME,
     *,
     retry: MlflowRetry = DEFAULT_RETRY,
-) -> tuple[float, float | None]:
-    """ROC AUC of challenger and champion (None without one) on the same holdout rows."""
+) -> HoldoutScores:
+    """Churn probabilities of challenger and champion (None without one) on the same holdout rows."""
     X = holdout_df.loc[:, list(FEATURE_COLUMNS)]
-    y = holdout_df[LABEL_COLUMN]
 
-    def auc(version: ModelVersion | str) -> float:
-        return evaluate(load_model_version(client, version, model_name, retry=retry), X, y)["roc_auc"]
+    def score(version: ModelVersion | str) -> np.ndarray:
+        return load_model_version(client, version, model_name, retry=retry).predict_proba(X)[:, 1]
 
-    return auc(challenger_version), (auc(champion_version) if champion_version is not None else None)
+    return HoldoutScores(
+        labels=holdout_df[LABEL_COLUMN].to_numpy(dtype=np.int64),
+        challenger=score(challenger_version),
+        champion=score(champion_version) if champion_version is not None else None,
+    )
+
+
+def holdout_aucs(scores: HoldoutScores) -> tuple[float, float | None]:
+    """ROC AUC of challenger and champion on the holdout, as `evaluate` measures a training."""
+    def auc(probability: np.ndarray) -> float:
+        return float(roc_auc_score(scores.labels, probability))
+
+    if len(np.unique(scores.labels)) < 2:
+        raise ValueError("holdout has a single class; ROC AUC is undefined")
+    return auc(scores.challenger), (auc(scores.champion) if scores.champion is not None else None)
 
 
 def _now() -> str:
@@ -231,11 +276,24 @@ def promotion_report(decision: Decision, challenger: ModelVersion, previous_cham
         f"| Challenger AUC | `{_fmt_auc(decision.challenger_auc)}` |\n"
         f"| Champion AUC | `{_fmt_auc(decision.champion_auc)}` |\n"
         f"| Improvement | `{delta}` |\n"
+        f"| Improvement, {_interval_label(decision.interval)} | `{_fmt_interval(decision.interval)}` |\n"
         f"| Required improvement | `{decision.min_delta:.4f}` |\n"
         f"| Decision | **{action}** |\n"
         f"| Champion now | `{after}` |\n\n"
         f"{decision.reason}\n"
     )
+
+
+def _interval_label(interval: AucDeltaInterval | None) -> str:
+    if interval is None:
+        return "bootstrap interval"
+    return f"{interval.confidence:.0%} paired bootstrap ({interval.n_resamples - interval.n_skipped} resamples)"
+
+
+def _fmt_interval(interval: AucDeltaInterval | None) -> str:
+    if interval is None:
+        return "n/a"
+    return f"[{interval.low:+.4f}, {interval.high:+.4f}]{' within noise' if interval.within_noise else ''}"
 
 
 def _set_version_tags(
@@ -282,6 +340,7 @@ def _recorded_decision(challenger: ModelVersion) -> tuple[Decision, str | None, 
         delta=optional_float(TAG_DELTA),
         min_delta=float(tags[TAG_MIN_DELTA]),
         reason=tags[TAG_REASON],
+        interval=AucDeltaInterval(**json.loads(tags[TAG_DELTA_INTERVAL])) if TAG_DELTA_INTERVAL in tags else None,
     )
     previous = tags[TAG_PREVIOUS_CHAMPION]
     return decision, (None if previous == "none" else previous), tags[TAG_DECIDED_AT]
@@ -305,6 +364,7 @@ def _record_decision(
             TAG_CHALLENGER_AUC: f"{decision.challenger_auc:.6f}",
             TAG_CHAMPION_AUC: "none" if decision.champion_auc is None else f"{decision.champion_auc:.6f}",
             TAG_DELTA: "none" if decision.delta is None else f"{decision.delta:+.6f}",
+            **({} if decision.interval is None else {TAG_DELTA_INTERVAL: json.dumps(decision.interval.to_dict())}),
             TAG_MIN_DELTA: f"{decision.min_delta:.6f}",
             TAG_REASON: decision.reason,
             TAG_DECIDED_AT: decided_at,
@@ -355,9 +415,14 @@ def promote(
     previous_champion: ModelVersion | None,
     model_name: str = REGISTERED_MODEL_NAME,
     *,
+    appendix: str = "",
+    ui_url: str | None = None,
     retry: MlflowRetry = DEFAULT_RETRY,
 ) -> Promotion:
     """Record a decision on its challenger and apply it (move `champion` if it promotes).
+
+    The report (the decision, then `appendix`, then a link to the model card) is logged on the
+    challenger's run, and the decision completes the challenger's model card.
 
     Under the champion lease, so concurrent promotions and rollbacks take turns. A challenger
     decided before keeps that decision: a retried step finishes it (moves the alias if it has
@@ -387,7 +452,10 @@ def promote(
         if decision.promote:
             _apply_promotion(client, model_name, challenger, previous, decided_at, retry)
     report = promotion_report(decision, challenger, previous)
+    if appendix:
+        report += f"\n{appendix.strip()}\n"
     if challenger.run_id:
+        report += f"\n{_card_link(challenger, model_name, ui_url)}\n"
         call_with_retry(
             client,
             "log the promotion report",
@@ -397,12 +465,45 @@ def promote(
             REPORT_ARTIFACT,
             retry=retry,
         )
+        _complete_model_card(client, challenger, model_name, report, retry)
     return Promotion(
         decision=decision,
         challenger_version=number,
         previous_champion_version=previous,
         decided_at=decided_at,
         report=report,
+    )
+
+
+def _card_link(challenger: ModelVersion, model_name: str, ui_url: str | None) -> str:
+    number = version_number(challenger)
+    where = f"`{MODEL_CARD_ARTIFACT}` on MLflow run `{challenger.run_id}`, and the description of v{number}"
+    if ui_url:
+        return f"Model card: [{model_name} v{number}]({ui_url.rstrip('/')}/#/models/{model_name}/versions/{number}) ({where})."
+    return f"Model card: {where}."
+
+
+def _complete_model_card(
+    client: MlflowClient, challenger: ModelVersion, model_name: str, report: str, retry: MlflowRetry
+) -> None:
+    """Write the decision into the challenger's card (artifact and version description).
+
+    A version registered before model cards existed has none: there is nothing to complete.
+    """
+    run_id = challenger.run_id
+    listed = call_with_retry(client, "list the run's artifacts", client.list_artifacts, run_id, retry=retry)
+    if MODEL_CARD_ARTIFACT not in {artifact.path for artifact in listed}:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        local = call_with_retry(
+            client, "read the model card", client.download_artifacts, run_id, MODEL_CARD_ARTIFACT, scratch,
+            retry=retry,
+        )
+        card = with_decision(Path(local).read_text(encoding="utf-8"), report)
+    call_with_retry(client, "log the model card", client.log_text, run_id, card, MODEL_CARD_ARTIFACT, retry=retry)
+    call_with_retry(
+        client, "describe the model version", client.update_model_version, model_name,
+        version_number(challenger), card, retry=retry,
     )
 
 

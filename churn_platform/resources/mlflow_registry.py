@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from churn_platform.ml.mlflow_io import MlflowRetry
     from churn_platform.ml.holdout_evaluation import HoldoutEvaluation
-    from churn_platform.ml.promotion import Decision, Promotion, Rollback
+    from churn_platform.ml.promotion import Decision, HoldoutScores, Promotion, Rollback
     from churn_platform.ml.registration import LoggedVersion
     from churn_platform.ml.training import TrainedModel
 
@@ -122,20 +122,22 @@ class MlflowRegistry(dg.ConfigurableResource):
         with _refusals_are_final():
             return load_model_version(client, version, retry=retry)
 
-    def compare(
+    def score_holdout(
         self, challenger: ModelVersion | str, champion: ModelVersion | str | None, holdout: pd.DataFrame
-    ) -> tuple[float, float | None]:
-        """ROC AUC of challenger and champion (None without one) on the same holdout rows."""
-        from churn_platform.ml.promotion import compare_on_holdout
+    ) -> HoldoutScores:
+        """Both models' churn probabilities (champion None without one) on the same holdout rows."""
+        from churn_platform.ml.promotion import holdout_scores
 
         client, retry = self._session()
         with _refusals_are_final():
-            return compare_on_holdout(client, challenger, champion, holdout, retry=retry)
+            return holdout_scores(client, challenger, champion, holdout, retry=retry)
 
     def promote(
-        self, decision: Decision, challenger: ModelVersion, previous_champion: ModelVersion | None
+        self, decision: Decision, challenger: ModelVersion, previous_champion: ModelVersion | None,
+        appendix: str = "",
     ) -> Promotion:
-        """Record the decision on the versions, move `champion` if it promotes, one promoter at a time.
+        """Record the decision on the versions, move `champion` if it promotes, one promoter at a time;
+        log the report (with `appendix`) and complete the challenger's model card.
 
         A challenger decided before keeps that decision (a retried step finishes it); a new one is
         refused with ChampionChangedError when the champion changed since the comparison.
@@ -143,7 +145,8 @@ class MlflowRegistry(dg.ConfigurableResource):
         from churn_platform.ml.promotion import promote
 
         client, retry = self._session()
-        return promote(client, decision, challenger, previous_champion, retry=retry)
+        return promote(client, decision, challenger, previous_champion, appendix=appendix, ui_url=self.ui_url,
+                       retry=retry)
 
     def rollback(self) -> Rollback:
         """Point `champion` back at the current champion's predecessor and record it on both."""

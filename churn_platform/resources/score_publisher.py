@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dagster as dg
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
@@ -62,32 +61,6 @@ class PublishedScores:
     rows: int
     sha256: str
     removed: tuple[str, ...]  # keys of the partition's older data files, deleted after the switch
-
-
-def risk_deciles(probabilities, user_ids=None) -> np.ndarray:
-    """Risk decile per user: 1 = the riskiest 10 %, 10 = the least risky (int32, like the column).
-
-    Rank-based, so deciles are as equal in size as n allows: rank 0 is the highest probability
-    and decile = floor(rank * 10 / n) + 1. Equal probabilities are ordered by `user_ids`
-    (ascending) when given, else by position; pass the user ids so a rerun over the same scores
-    in another row order gives every user the same decile.
-    """
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.ndim != 1:
-        raise ValueError(f"risk_deciles needs a 1-D sequence of probabilities, got shape {p.shape}")
-    if not np.isfinite(p).all():
-        raise ValueError("risk_deciles: probabilities must be finite numbers (found NaN or infinity)")
-    n = len(p)
-    if user_ids is None:
-        order = np.argsort(-p, kind="stable")
-    else:
-        ids = np.asarray(user_ids)
-        if ids.shape != p.shape:
-            raise ValueError(f"risk_deciles: {len(ids)} user ids for {n} probabilities")
-        order = np.lexsort((ids, -p))  # the last key sorts first
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    return (rank * 10 // max(n, 1) + 1).astype(np.int32)
 
 
 class ScorePublisher(dg.ConfigurableResource):

@@ -43,8 +43,17 @@ CREATE TABLE IF NOT EXISTS churn_scores (
     as_of_date DATE NOT NULL,
     user_id BIGINT NOT NULL,
     churn_probability DOUBLE NOT NULL,
-    model_version VARCHAR NOT NULL
-)
+    model_version VARCHAR NOT NULL,
+    risk_decile INTEGER NOT NULL,
+    reason_1 VARCHAR,
+    reason_2 VARCHAR,
+    reason_3 VARCHAR
+);
+-- A warehouse from before risk deciles and reasons gains their columns (older rows keep NULL).
+ALTER TABLE churn_scores ADD COLUMN IF NOT EXISTS risk_decile INTEGER;
+ALTER TABLE churn_scores ADD COLUMN IF NOT EXISTS reason_1 VARCHAR;
+ALTER TABLE churn_scores ADD COLUMN IF NOT EXISTS reason_2 VARCHAR;
+ALTER TABLE churn_scores ADD COLUMN IF NOT EXISTS reason_3 VARCHAR;
 """
 
 

@@ -27,7 +27,8 @@ RAW_TABLES_DDL = (
 )
 CHURN_SCORES_DDL = _table(
     "churn_scores",
-    {"as_of_date": "DATE", "user_id": "BIGINT", "churn_probability": "DOUBLE", "model_version": "VARCHAR"},
+    {"as_of_date": "DATE", "user_id": "BIGINT", "churn_probability": "DOUBLE", "model_version": "VARCHAR",
+     "risk_decile": "INTEGER", "reason_1": "VARCHAR", "reason_2": "VARCHAR", "reason_3": "VARCHAR"},
     "as_of_date",
 )
 

@@ -1,6 +1,7 @@
 """Training, registry, champion/challenger and scores through Dagster, on a real MLflow store."""
 
 import dataclasses
+import datetime as dt
 import shutil
 
 import dagster as dg
@@ -11,6 +12,7 @@ from churn_platform.definitions import build_definitions
 from churn_platform.jobs import TRAINING_JOB
 from churn_platform.ml.mlflow_io import connect, version_number
 from churn_platform.ml.promotion import get_champion
+from churn_platform.resources import build_resources, build_warehouse
 from churn_platform_tests.helpers import K, query
 
 MODEL_STEPS = ["churn_model", "promotion_decision", "churn_scores"]
@@ -61,6 +63,38 @@ def test_first_training_promotes_and_scores_come_from_the_champion(trainable):
     n, distinct, v_min, v_max, p_min, p_max = scores[0]
     assert n == distinct == features and v_min == v_max == model["model_version"]
     assert 0.0 <= p_min < p_max <= 1.0
+
+    # The evaluation of the version is on its materialization: numbers, tables and the plots inline.
+    assert model["top_decile_lift"] > 2 and 0 < model["brier_score"] < 0.25
+    assert model["evaluation"].count("data:image/png;base64,") == 4 and "AUC lost when shuffled" in model["evaluation"]
+    assert model["evaluation_seconds"] < model["fit_seconds"] + 5
+    # Every score row carries its risk decile and reasons; the CRM's copy on S3 is the table, row for row.
+    deciles = dict(query(settings, "SELECT risk_decile, count(*) FROM churn_scores GROUP BY 1"))
+    assert set(deciles) == set(range(1, 11)) and max(deciles.values()) - min(deciles.values()) <= 1
+    assert query(settings, "SELECT count(*) FROM churn_scores WHERE reason_1 IS NOT NULL")[0][0] > n / 2
+    table = query(settings, "SELECT user_id, churn_probability, risk_decile, model_version FROM churn_scores "
+                  "WHERE as_of_date = '2024-05-26' ORDER BY user_id")
+    published = build_resources(settings)["score_publisher"].read(dt.date(2024, 5, 26)).sort_values("user_id")
+    assert list(published.itertuples(index=False, name=None)) == table
+    drift = next(e for e in result.get_asset_check_evaluations() if e.check_name == "churn_scores_population_drift")
+    assert drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_a_drifted_week_warns_naming_the_feature_and_still_publishes(trainable):
+    settings, instance = trainable
+    assert train(settings, instance).success
+    with build_warehouse(settings).connect() as con:  # this week's users suddenly spend 3x as long per session
+        con.execute("UPDATE user_features SET avg_session_length_7d = avg_session_length_7d * 3 "
+                    "WHERE as_of_date = '2024-05-26'")
+    rescored = build_definitions(settings).resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey("churn_scores")}
+    ).execute_in_process(partition_key=K, instance=instance, raise_on_error=False)
+    assert rescored.success  # a warning, not a gate: the retention team still gets this week's scores
+    (drift,) = rescored.get_asset_check_evaluations()
+    assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+    assert drift.metadata["drifted"].value.split(", ")[0] == "avg_session_length_7d"
+    assert drift.metadata["psi_avg_session_length_7d"].value > 0.2
+    assert drift.metadata["psi_days_since_last_login"].value < 0.2
 
 
 def test_worse_challenger_is_kept_out_and_better_one_promoted_then_rolled_back(trainable):

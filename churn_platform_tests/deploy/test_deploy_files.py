@@ -36,6 +36,9 @@ HELM_CHART_OWNED = {"DAGSTER_HOME", "DAGSTER_POSTGRES_HOST", "DAGSTER_POSTGRES_P
                     "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB", "DAGSTER_CODE_SERVER_HOST",
                     "DAGSTER_CODE_SERVER_PORT"}
 HELM_AWS_SECRET = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # Secret `churn-platform-aws`
+# Optional settings: compose and Helm leave them empty, which the code reads as its default.
+DEFAULTED_BY_CODE = {"CHURN_SCORES_BUCKET", "CHURN_SCORES_PREFIX", "CHURN_CONTACT_COST",
+                     "CHURN_SAVED_CUSTOMER_VALUE", "CHURN_SAVE_RATE"}
 
 
 def load_yaml(path: Path):
@@ -95,6 +98,24 @@ def test_compose_environment_is_topologys_names(compose, service):
     assert set(environment) == set(topology.service_variables(service)) - OMITTED
     # Quoted: YAML would read true/false/60 as other types, and compose rejects or rewrites them.
     assert all(isinstance(value, str) for value in environment.values())
+
+
+def test_topology_carries_scores_and_campaign_settings():
+    for service in DAGSTER_SERVICES:
+        assert DEFAULTED_BY_CODE <= set(topology.service_variables(service))
+    assert not DEFAULTED_BY_CODE & set(topology.service_variables("mlflow"))
+
+
+def test_compose_and_helm_leave_optional_settings_to_the_codes_defaults(compose, helm):
+    from churn_platform.settings import Settings
+
+    environment = compose["services"]["code_server"]["environment"]
+    compose_values = {name: default_of(environment[name]) for name in DEFAULTED_BY_CODE}
+    (deployment,) = helm["dagster-user-deployments"]["deployments"]
+    helm_values = {name: deployment["env"][name] for name in DEFAULTED_BY_CODE}
+    assert compose_values == helm_values == dict.fromkeys(DEFAULTED_BY_CODE, "")
+    base = {"CHURN_ENV": "prod", "CHURN_LANDING_BUCKET": "landing", "CHURN_START_DATE": "2026-01-01"}
+    assert Settings.from_env({**base, **compose_values}) == Settings.from_env(base)
 
 
 def test_compose_postgres_gets_only_its_images_variables(compose):

@@ -1,3 +1,4 @@
+import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -8,14 +9,16 @@ from mlflow.exceptions import MlflowException
 from churn_platform.constants import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from churn_platform.ml.artifacts import load_holdout
 from churn_platform.ml.champion_lease import ChampionChangedError, lease_name
+from churn_platform.ml.evaluation import bootstrap_auc_delta
 from churn_platform.ml.mlflow_io import version_number
 from churn_platform.ml.promotion import (
     NoPreviousChampionError,
     Promotion,
-    compare_on_holdout,
     decide_promotion,
     get_champion,
     get_model_version,
+    holdout_aucs,
+    holdout_scores,
     promote,
     rollback,
 )
@@ -65,8 +68,10 @@ def run_promotion(client, logged):
     challenger = get_model_version(client, logged.model_version)
     champion = get_champion(client)
     holdout = load_holdout(client, logged.run_id)
-    challenger_auc, champion_auc = compare_on_holdout(client, challenger, champion, holdout)
-    promotion = promote(client, decide_promotion(challenger_auc, champion_auc), challenger, champion)
+    scores = holdout_scores(client, challenger, champion, holdout)
+    challenger_auc, champion_auc = holdout_aucs(scores)
+    interval = None if scores.champion is None else bootstrap_auc_delta(scores.labels, scores.champion, scores.challenger)
+    promotion = promote(client, decide_promotion(challenger_auc, champion_auc, interval=interval), challenger, champion)
     return promotion.decision, promotion.report
 
 
@@ -102,12 +107,30 @@ def test_promotion_flow(mlflow_store, trained, weak_trained, inverted_trained):
     assert float(tags["challenger_auc"]) == pytest.approx(decision.challenger_auc, abs=1e-6)
     assert float(tags["champion_auc"]) == pytest.approx(decision.champion_auc, abs=1e-6)
     assert version_tags(client, first.model_version)["replaced_by_version"] == better.model_version
+    recorded = json.loads(tags["delta_interval"])  # the bootstrap interval is part of the decision record
+    assert recorded == decision.interval.to_dict() and recorded["low"] > 0 and not recorded["within_noise"]
+    assert "95% paired bootstrap" in report and "excludes 0" in decision.reason
+    card = client.get_model_version(REGISTERED_MODEL_NAME, better.model_version).description
+    assert card.startswith(f"# churn_prediction v{better.model_version}") and "**PROMOTED**" in card
+    assert "Not decided yet" not in card and f"Model card: `model_card.md` on MLflow run `{better.run_id}`" in report
     assert "report.md" in {
         os.path.basename(a.path) for a in client.list_artifacts(better.run_id, "promotion")
     }
     assert client.get_model_version(REGISTERED_MODEL_NAME, better.model_version).aliases == [
         CHAMPION_ALIAS
     ]
+
+
+def test_a_difference_within_noise_is_reported_as_such(mlflow_store, weak_trained):
+    client, artifact_root = mlflow_store
+    run_promotion(client, register_training(client, artifact_root, weak_trained, "2024-02-05"))
+    same = register_training(client, artifact_root, weak_trained, "2024-02-12")  # the same model again
+    decision, report = run_promotion(client, same)
+    assert not decision.promote and decision.interval.within_noise
+    assert decision.interval.low <= 0 <= decision.interval.high
+    assert "within noise" in decision.reason and "within noise" in report
+    again = json.loads(version_tags(client, same.model_version)["delta_interval"])
+    assert again == decision.interval.to_dict()
 
 
 def test_promote_refuses_when_the_champion_moved_since_the_comparison(mlflow_store, weak_trained):

@@ -12,7 +12,7 @@ from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 from churn_platform.constants import FEATURE_COLUMNS
 from churn_platform.dev.synthetic_training import synthetic_training_frame
 from churn_platform.ml.mlflow_io import MlflowUnavailableError, version_number
-from churn_platform.ml.promotion import NoPreviousChampionError, decide_promotion
+from churn_platform.ml.promotion import NoPreviousChampionError, decide_promotion, holdout_aucs
 from churn_platform.ml.training import train
 from churn_platform.resources.mlflow_registry import MlflowRegistry
 from churn_platform_tests.helpers import (
@@ -66,7 +66,9 @@ def decide_and_promote(registry: MlflowRegistry, logged):
     """What promotion_decision does, through the resource only."""
     challenger = registry.model_version(logged.model_version)
     champion = registry.champion()
-    challenger_auc, champion_auc = registry.compare(challenger, champion, registry.holdout(logged.run_id))
+    challenger_auc, champion_auc = holdout_aucs(
+        registry.score_holdout(challenger, champion, registry.holdout(logged.run_id))
+    )
     promotion = registry.promote(decide_promotion(challenger_auc, champion_auc), challenger, champion)
     return promotion.decision, promotion.report
 
@@ -79,7 +81,9 @@ def test_first_training_becomes_the_champion_and_loads_back(registry, trainings)
     assert logged.metrics["roc_auc"] == pytest.approx(weak.metrics["roc_auc"])
     holdout = registry.holdout(logged.run_id)
     assert len(holdout) == len(weak.holdout)
-    challenger_auc, champion_auc = registry.compare(registry.model_version(logged.model_version), None, holdout)
+    challenger_auc, champion_auc = holdout_aucs(
+        registry.score_holdout(registry.model_version(logged.model_version), None, holdout)
+    )
     assert champion_auc is None and challenger_auc == pytest.approx(weak.metrics["roc_auc"])
 
     decision, report = decide_and_promote(registry, logged)
@@ -96,9 +100,9 @@ def test_better_challenger_is_promoted_then_rolled_back(registry, trainings):
     decide_and_promote(registry, first)
     second = register(registry, strong, "2024-02-12")
 
-    challenger_auc, champion_auc = registry.compare(
+    challenger_auc, champion_auc = holdout_aucs(registry.score_holdout(
         registry.model_version(second.model_version), registry.champion(), registry.holdout(second.run_id)
-    )
+    ))
     assert challenger_auc - champion_auc >= 0.005  # both scored on the challenger's holdout
     decision, _ = decide_and_promote(registry, second)
     assert decision.promote

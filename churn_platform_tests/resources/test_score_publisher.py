@@ -11,13 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from churn_platform.ml.scoring import risk_deciles
 from churn_platform.resources import build_resources, build_s3
 from churn_platform.resources.score_publisher import (
     MANIFEST_NAME,
     PublishedScoresError,
     ScorePublisher,
     ScoresNotPublishedError,
-    risk_deciles,
 )
 
 AS_OF = dt.date(2024, 1, 29)
@@ -208,36 +208,3 @@ def test_a_custom_prefix_is_a_folder(settings):
     published = publisher.publish(AS_OF, _scores(), run_id=RUN)
     assert published.manifest_uri == f"s3://{settings.landing_bucket}/crm/churn/as_of_date=2024-01-29/_manifest.json"
     assert len(publisher.read(AS_OF)) == 20
-
-
-def test_risk_deciles_split_twenty_users_two_per_decile():
-    probability = np.array([0.05, 0.91, 0.40, 0.77, 0.12, 0.63, 0.30, 0.99, 0.21, 0.55,
-                            0.08, 0.85, 0.45, 0.70, 0.15, 0.60, 0.35, 0.95, 0.25, 0.50])
-    deciles = risk_deciles(probability)
-    assert deciles.dtype == np.int32
-    assert dict(zip(*np.unique(deciles, return_counts=True))) == {d: 2 for d in range(1, 11)}
-    # by hand: 0.99 and 0.95 are the riskiest two, 0.08 and 0.05 the safest two
-    assert deciles[[7, 17]].tolist() == [1, 1] and deciles[[1, 11]].tolist() == [2, 2]
-    assert deciles[[0, 10]].tolist() == [10, 10]
-
-
-def test_risk_deciles_break_ties_by_user_id_else_by_position():
-    tied = np.full(10, 0.5)
-    assert risk_deciles(tied).tolist() == list(range(1, 11))  # by position
-    users = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
-    assert risk_deciles(tied, users).tolist() == list(range(10, 0, -1))  # lowest user id first
-    # a higher probability still wins over a lower user id; reordering rows changes no user's decile
-    probability, ids = np.array([0.2, 0.9, 0.2, 0.2, 0.9]), np.array([5, 4, 3, 2, 1])
-    by_user = dict(zip(ids, risk_deciles(probability, ids)))
-    assert by_user == {1: 1, 4: 3, 2: 5, 3: 7, 5: 9}
-    shuffle = np.array([3, 0, 4, 2, 1])
-    assert dict(zip(ids[shuffle], risk_deciles(probability[shuffle], ids[shuffle]))) == by_user
-
-
-def test_risk_deciles_refuse_what_cannot_be_ranked():
-    assert risk_deciles([]).tolist() == []
-    assert risk_deciles([0.3, 0.2, 0.1]).tolist() == [1, 4, 7]
-    with pytest.raises(ValueError, match="finite"):
-        risk_deciles([0.2, float("nan")])
-    with pytest.raises(ValueError, match="user ids"):
-        risk_deciles([0.2, 0.1], [1])

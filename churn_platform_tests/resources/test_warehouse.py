@@ -53,8 +53,22 @@ def test_lock_held_past_every_retry_is_a_clear_error(tmp_path):
 
 
 def _scores(as_of: dt.date, users: range, probability: float) -> pd.DataFrame:
-    return pd.DataFrame({"as_of_date": as_of, "user_id": list(users),
-                         "churn_probability": probability, "model_version": "1"})
+    return pd.DataFrame({"as_of_date": as_of, "user_id": list(users), "churn_probability": probability,
+                         "model_version": "1", "risk_decile": 1, "reason_1": "plan_tier", "reason_2": None,
+                         "reason_3": None})
+
+
+def test_a_scores_table_from_before_deciles_and_reasons_gains_their_columns(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    week1, week2 = dt.date(2024, 1, 7), dt.date(2024, 1, 14)
+    with warehouse.connect() as con:
+        con.execute("CREATE TABLE churn_scores (as_of_date DATE NOT NULL, user_id BIGINT NOT NULL, "
+                    "churn_probability DOUBLE NOT NULL, model_version VARCHAR NOT NULL)")
+        con.execute("INSERT INTO churn_scores VALUES (?, 1, 0.5, '1')", [week1])
+    warehouse.replace_partition("churn_scores", CHURN_SCORES_DDL, "as_of_date", week2, _scores(week2, range(2), 0.2))
+    with warehouse.connect(read_only=True) as con:
+        rows = con.execute("SELECT as_of_date, risk_decile, reason_1 FROM churn_scores ORDER BY 1, user_id").fetchall()
+    assert rows == [(week1, None, None), (week2, 1, "plan_tier"), (week2, 1, "plan_tier")]
 
 
 def test_replace_partition_touches_only_its_partition_and_is_all_or_nothing(tmp_path):
