@@ -11,6 +11,7 @@ CHURN_LABELS = "churn_labels"
 CHURN_MODEL = "churn_model"
 PROMOTION_DECISION = "promotion_decision"
 CHURN_SCORES = "churn_scores"
+REALIZED_PERFORMANCE = "realized_performance"
 
 INGEST_GROUP = "ingest"
 FEATURES_GROUP = "features"

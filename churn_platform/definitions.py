@@ -8,6 +8,7 @@ import dagster as dg
 from churn_platform.assets.dbt import build_dbt_assets
 from churn_platform.assets.model import build_model_assets
 from churn_platform.assets.raw_events import build_raw_events
+from churn_platform.assets.realized import build_realized_performance
 from churn_platform.checks.feature_gates import build_feature_gates
 from churn_platform.automation import build_automation_sensor
 from churn_platform.jobs import build_jobs
@@ -29,6 +30,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_raw_events(daily, settings.gate_thresholds, settings.engine),
             *build_dbt_assets(daily, weekly),
             *build_model_assets(weekly, settings.gate_thresholds, settings.engine, settings.contact_economics),
+            build_realized_performance(weekly, settings.gate_thresholds),
         ],
         asset_checks=build_feature_gates(weekly, settings.gate_thresholds),
         jobs=build_jobs(),

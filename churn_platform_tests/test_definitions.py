@@ -17,12 +17,15 @@ EXPECTED_GRAPH = {
     "churn_model": ("weekly", ["churn_labels", "user_features"]),
     "promotion_decision": ("weekly", ["churn_model"]),
     "churn_scores": ("weekly", ["promotion_decision", "user_features"]),
+    "realized_performance": ("weekly", ["churn_labels", "churn_scores"]),
 }
 PYTHON_CHECKS = {
     "raw_events": {"raw_events_schema", "raw_events_duplicate_rate", "raw_events_rejected_rate"},
     "user_features": {"user_features_min_population", "user_features_max_null_rate"},
     "churn_labels": {"churn_labels_min_population", "churn_labels_churn_rate"},
     "churn_model": {"churn_model_auc_floor"},
+    "churn_scores": {"churn_scores_population_drift"},
+    "realized_performance": {"realized_performance_auc"},
 }
 
 

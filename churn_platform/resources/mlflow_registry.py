@@ -14,6 +14,7 @@ global state.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -147,6 +148,20 @@ class MlflowRegistry(dg.ConfigurableResource):
         client, retry = self._session()
         return promote(client, decision, challenger, previous_champion, appendix=appendix, ui_url=self.ui_url,
                        retry=retry)
+
+    def record_realized(self, version: str, as_of: dt.date, metrics: dict[str, float]) -> None:
+        """Log realized performance on the version's training run, one step per as-of date (days since
+        1970), so MLflow plots it across weeks; logging the same date again overwrites nothing."""
+        from mlflow.entities import Metric
+
+        from churn_platform.ml.mlflow_io import call_with_retry
+
+        client, retry = self._session()
+        run_id = self.model_version(version).run_id
+        step = (as_of - dt.date(1970, 1, 1)).days
+        at = int(dt.datetime.combine(as_of, dt.time(), dt.timezone.utc).timestamp() * 1000)
+        call_with_retry(client, "log realized performance", client.log_batch, run_id,
+                        metrics=[Metric(key, float(value), at, step) for key, value in metrics.items()], retry=retry)
 
     def rollback(self) -> Rollback:
         """Point `champion` back at the current champion's predecessor and record it on both."""

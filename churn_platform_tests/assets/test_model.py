@@ -5,7 +5,9 @@ import datetime as dt
 import shutil
 
 import dagster as dg
+import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from churn_platform.dev.cli import rollback
 from churn_platform.definitions import build_definitions
@@ -13,7 +15,7 @@ from churn_platform.jobs import TRAINING_JOB
 from churn_platform.ml.mlflow_io import connect, version_number
 from churn_platform.ml.promotion import get_champion
 from churn_platform.resources import build_resources, build_warehouse
-from churn_platform_tests.helpers import K, query
+from churn_platform_tests.helpers import K, K_MINUS_4, query
 
 MODEL_STEPS = ["churn_model", "promotion_decision", "churn_scores"]
 WEAK_MODEL = {"ops": {"churn_model": {"config": {"max_iter": 1, "max_leaf_nodes": 2, "learning_rate": 0.01}}}}
@@ -86,9 +88,7 @@ def test_a_drifted_week_warns_naming_the_feature_and_still_publishes(trainable):
     with build_warehouse(settings).connect() as con:  # this week's users suddenly spend 3x as long per session
         con.execute("UPDATE user_features SET avg_session_length_7d = avg_session_length_7d * 3 "
                     "WHERE as_of_date = '2024-05-26'")
-    rescored = build_definitions(settings).resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={dg.AssetKey("churn_scores")}
-    ).execute_in_process(partition_key=K, instance=instance, raise_on_error=False)
+    rescored = _materialize(settings, instance, "churn_scores", K)
     assert rescored.success  # a warning, not a gate: the retention team still gets this week's scores
     (drift,) = rescored.get_asset_check_evaluations()
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
@@ -149,6 +149,43 @@ def test_auc_floor_blocks_promotion(trainable):
     executed = {e.step_key for e in result.all_events if e.is_step_start}
     assert "promotion_decision" not in executed and "churn_scores" not in executed
     assert get_champion(connect(settings.mlflow_tracking_uri)) is None
+
+
+def _materialize(settings, instance, asset: str, partition: str):
+    return build_definitions(settings).resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey(asset)}
+    ).execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
+
+
+def test_realized_performance_joins_published_scores_with_their_matured_labels(trainable):
+    settings, instance = trainable
+    assert train(settings, instance).success
+    # The scores published for as-of 2024-04-28 (week K-4); churn_labels[K] has that date's labels.
+    assert _materialize(settings, instance, "churn_scores", K_MINUS_4).success
+    result = _materialize(settings, instance, "realized_performance", K)
+    assert result.success
+    realized = metadata(result, "realized_performance")
+    joined = pd.DataFrame(query(settings, "SELECT s.churn_probability, l.churned FROM churn_scores s JOIN churn_labels l "
+                                "USING (as_of_date, user_id) WHERE as_of_date = '2024-04-28'"), columns=["p", "y"])
+    assert realized["as_of_date"] == "2024-04-28" and realized["rows"] == len(joined)
+    assert realized["realized_roc_auc"] == pytest.approx(roc_auc_score(joined.y, joined.p))
+    assert realized["realized_churn_rate"] == pytest.approx(joined.y.mean())
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    client = connect(settings.mlflow_tracking_uri)
+    version = client.get_model_version("churn_prediction", realized["model_version"])
+    (point,) = client.get_metric_history(version.run_id, "realized_roc_auc")
+    assert point.value == pytest.approx(realized["realized_roc_auc"])
+    assert point.step == (dt.date(2024, 4, 28) - dt.date(1970, 1, 1)).days
+
+    # Scores that did not come true (the ranking reversed) warn, naming the version.
+    with build_warehouse(settings).connect() as con:
+        con.execute("UPDATE churn_scores SET churn_probability = 1 - churn_probability WHERE as_of_date = '2024-04-28'")
+    result = _materialize(settings, instance, "realized_performance", K)
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["below"].value == f"v{realized['model_version']}"
 
 
 def test_weekly_job_selects_the_whole_flow(settings):
