@@ -318,6 +318,7 @@ def build_model_assets(
                 "mean_churn_probability": float(scored["churn_probability"].mean()),
                 "share_above_0_5": float((scored["churn_probability"] > 0.5).mean()),
                 "champion_training_churn_rate": float(reference[LABEL_COLUMN].mean()),
+                "drift": drift.summary(),
                 "published_manifest": published.manifest_uri,
                 "published_sha256": published.sha256,
                 **drift.metadata(),

@@ -102,15 +102,18 @@ class DemoResult:
             lines += [
                 f"week {week.partition_key}: trained on as-of {week.training_as_of}, "
                 f"{week.population:,} users, churn rate {week.churn_rate:.1%}",
-                f"  churn_model v{model['model_version']}: ROC AUC {model['roc_auc']:.4f}",
+                f"  churn_model v{model['model_version']}: ROC AUC {model['roc_auc']:.4f}, top-decile lift "
+                f"{model['top_decile_lift']:.2f}, Brier {model['brier_score']:.4f} "
+                f"(evaluation {model['evaluation_seconds']:.2f} s, fit {model['fit_seconds']:.2f} s)",
                 f"  promotion_decision: {verdict} (previous champion {decision['previous_champion']}, "
                 f"delta {_number(decision['delta'])}): {decision['reason']}",
             ]
         lines += [
             f"champion: churn_prediction v{self.champion_version}",
             f"churn_scores as-of {self.scores['as_of_date']}: {self.scores['rows']:,} rows "
-            f"from model v{self.scores['model_version']}",
-            f"Dagster UI: `make dev` -> {self.ui_url} (Assets -> churn_model; "
+            f"from model v{self.scores['model_version']}, published to {self.scores['published_manifest']}",
+            f"  drift against the champion's population: {self.scores['drift']}",
+            f"Dagster UI: `make dev` -> {self.ui_url} (Assets -> churn_model -> evaluation; "
             "promotion_decision -> its report)",
             f"MLflow UI: `make mlflow-ui` -> {MLFLOW_UI_URL} (Models -> churn_prediction)",
             f"total {self.seconds:.1f} s",

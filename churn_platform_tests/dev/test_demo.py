@@ -75,6 +75,10 @@ def test_demo_trains_twice_scores_with_the_champion_and_reruns_idempotently(tmp_
         population = con.execute("SELECT count(*) FROM user_features WHERE as_of_date = ?",
                                  [END]).fetchone()[0]
     assert scores == (population, champion, champion) and population > 0
+    report = first.report()  # the retention team's numbers beside AUC
+    assert f"top-decile lift {first.weeks[1].model['top_decile_lift']:.2f}" in report
+    assert f"drift against the champion's population: {first.scores['drift']}" in report
+    assert "/_manifest.json" in first.scores["published_manifest"]
     counts = row_counts(settings)
 
     again = run_demo(USERS, DAYS, END, 42, env=env, echo=lambda _: None)

@@ -29,6 +29,7 @@ from churn_platform.dev.s3 import ensure_landing_queue, s3_client, sqs_client
 from churn_platform.events import day_prefix
 from churn_platform.settings import PROJECT_ROOT, Settings
 from churn_platform_tests.dagster_ui import DagsterUI
+from churn_platform_tests.e2e.browser import DevTools, chromium_page
 from churn_platform_tests.helpers import free_port
 
 CODE_LOCATION_MODULE = "churn_platform.definitions"
@@ -153,3 +154,10 @@ def dagster_dev(tmp_path_factory) -> Iterator[DagsterDev]:
     last_day = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)
     with running_dagster_dev(tmp_path_factory.mktemp("dagster_dev"), SEEDED_USERS, SEEDED_DAYS, last_day) as stack:
         yield stack
+
+
+@pytest.fixture
+def page(tmp_path) -> Iterator[DevTools]:
+    """A blank page in a fresh headless Chromium (browser.py)."""
+    with chromium_page(tmp_path) as opened:
+        yield opened

@@ -107,3 +107,37 @@ def test_the_newest_week_builds_itself_once_its_sunday_lands_and_passes_its_gate
     assert records["__typename"] == "AssetConditionEvaluationRecords", records
     requested = [r for r in records["records"] if r["numRequested"]]
     assert len(requested) == 1 and requested[0]["runIds"], records  # trained once
+
+
+# Clicks the "[Show Markdown]" link of the `evaluation` metadata row; false until the row is drawn.
+SHOW_EVALUATION = """(() => {
+  const row = [...document.querySelectorAll('tr')].find(r => r.cells.length && r.cells[0].innerText.trim() === 'evaluation');
+  const link = row && [...row.querySelectorAll('a')].find(a => a.textContent.includes('Show Markdown'));
+  if (!link) return false;
+  link.click();
+  return true;
+})()"""
+# The images in the open markdown dialog, as [source prefix, decoded width]: 0 until decoded.
+DIALOG_IMAGES = "[...document.querySelectorAll('[role=dialog] img')].map(i => [i.src.slice(0, 22), i.naturalWidth])"
+
+
+def _decoded_images(page) -> list | None:
+    images = page.evaluate(DIALOG_IMAGES)
+    return images if len(images) == 4 and all(width > 0 for _, width in images) else None
+
+
+def test_the_model_page_shows_its_evaluation(stack, page):
+    """The churn_model page of K as a user opens it: the evaluation's four plots render (decoded
+    images) above its tables of lift, precision at the top, tiers, importance and calibration."""
+    assert stack.partition_status(CHURN_MODEL, _week(0)) == "MATERIALIZED"  # trained by automation above
+    url = f"{stack.url}/assets/{CHURN_MODEL}?partition={_week(0)}"
+    page.call("Page.navigate", url=url)
+    wait_for("the evaluation row's Show Markdown link", lambda: page.evaluate(SHOW_EVALUATION), 60,
+             explain=lambda: f"screenshot of {url}: {page.screenshot()}")
+    images = wait_for("four decoded plots in the dialog", lambda: _decoded_images(page), 30,
+                      explain=lambda: f"screenshot of {url}: {page.screenshot()}")
+    assert all(source == "data:image/png;base64," for source, _ in images)
+    text = page.evaluate("document.querySelector('[role=dialog]').innerText")
+    for needle in ("top-decile lift", "churners reached", "plan tier", "AUC lost when shuffled", "observed churn rate"):
+        assert needle in text, needle
+    print(f"screenshot of the evaluation: {page.screenshot()}")
