@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
@@ -44,12 +45,14 @@ class Contributions:
             raise ValueError(f"bias has shape {self.bias.shape}; expected ({len(self.values)},)")
 
 
-def contributions(model: Pipeline, features: pd.DataFrame) -> Contributions:
+def contributions(model: Pipeline, features: pd.DataFrame, probability: np.ndarray | None = None) -> Contributions:
     """Contributions of each feature to each row's raw churn score (log-odds).
 
     features is what `prepare_features()` returns. Raises TypeError for a model that is not
     build_estimator()'s shape: an 'encode' ColumnTransformer then a binary
-    HistGradientBoostingClassifier 'classify'.
+    HistGradientBoostingClassifier 'classify'. The routing is checked against the model's own
+    prediction: `probability` (its predict_proba for these rows) when the caller has it, which
+    saves predicting twice, else its decision_function.
     """
     encode, classify = _pipeline_steps(model)
     encoded = encode.transform(features)
@@ -79,7 +82,10 @@ def contributions(model: Pipeline, features: pd.DataFrame) -> Contributions:
         for feature in np.flatnonzero(path.any(axis=0)):
             values[feature] += path[leaf, feature]
 
-    expected = np.asarray(model.decision_function(features), dtype=np.float64)
+    if probability is not None:
+        raw, expected = expit(raw), np.asarray(probability, dtype=np.float64)
+    else:
+        expected = np.asarray(model.decision_function(features), dtype=np.float64)
     if not np.allclose(raw, expected, rtol=0, atol=_RAW_SCORE_ATOL):
         worst = int(np.argmax(np.abs(raw - expected)))
         raise RuntimeError(

@@ -29,7 +29,8 @@ def score_batch(model, features: pd.DataFrame, model_version: str) -> pd.DataFra
     scores = features[["as_of_date", "user_id"]].reset_index(drop=True)
     scores["churn_probability"] = model.predict_proba(prepared)[:, 1]
     scores["model_version"] = model_version
-    reasons = top_reasons(contributions(model, prepared), k=REASONS).reset_index(drop=True)
+    reasons = top_reasons(contributions(model, prepared, scores["churn_probability"].to_numpy()), k=REASONS)
+    reasons = reasons.reset_index(drop=True)
     for column in REASON_COLUMNS:
         scores[column] = reasons[column].astype(object)
     return scores

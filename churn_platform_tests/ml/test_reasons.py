@@ -79,6 +79,17 @@ def test_contributions_sum_to_the_raw_score_for_every_row(branchy_model, tiered_
     assert np.unique(result.bias).size == 1
 
 
+def test_the_routing_is_checked_against_the_probability_the_caller_scored(branchy_model, tiered_frame):
+    features = _scoring_rows(tiered_frame)
+    probability = branchy_model.predict_proba(features)[:, 1]
+    checked = contributions(branchy_model, features, probability)
+    pd.testing.assert_frame_equal(checked.values, contributions(branchy_model, features).values)
+    wrong = probability.copy()
+    wrong[7] += 0.01  # a prediction the trees' routing cannot reproduce
+    with pytest.raises(RuntimeError, match="row 7"):
+        contributions(branchy_model, features, wrong)
+
+
 def test_a_tier_missing_from_training_is_scored_as_missing_by_the_trees(tiered_frame):
     without_standard = tiered_frame[tiered_frame["plan_tier"] != "standard"]
     model = train(without_standard, BRANCHY_PARAMS).model
