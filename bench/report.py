@@ -62,8 +62,10 @@ def _notes(name: str, m: Measurement) -> str:
         case "floor_features":
             return f"{d['feature_rows']:,} feature rows, {d['label_rows']:,} label rows"
         case "model":
+            evaluation = _metadata(d, "churn_model", "evaluation_seconds")
             return (f"{load}; steps: {_steps(m)}; AUC {_metadata(d, 'churn_model', 'roc_auc'):.4f}, "
-                    f"fit {_metadata(d, 'churn_model', 'fit_seconds'):.2f} s")
+                    f"fit {_metadata(d, 'churn_model', 'fit_seconds'):.2f} s"
+                    + ("" if evaluation is None else f", holdout evaluation {evaluation:.2f} s"))
         case "estimators":
             return (f"{d['rows']:,} rows, platform split: HGB fit {d['hgb_fit_seconds']:.2f} s, AUC "
                     f"{d['hgb_auc']:.4f}; GBC300 fit {d['gbc300_fit_seconds']:.2f} s, AUC {d['gbc300_auc']:.4f} "

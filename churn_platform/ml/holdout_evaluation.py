@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
@@ -34,7 +35,7 @@ from churn_platform.ml.training import CATEGORICAL_COLUMN, NUMERIC_COLUMNS
 UNKNOWN_TIER = "unknown"  # a holdout row without a plan tier is its own segment, never dropped
 # Permutation importance on at most this many holdout rows, a few shuffles each: the ranking of
 # seven features is stable at this size, and the whole evaluation stays a small share of a training.
-IMPORTANCE_ROWS = 3_000
+IMPORTANCE_ROWS = 2_500
 IMPORTANCE_REPEATS = 3
 IMPORTANCE_SEED = 0
 
@@ -83,6 +84,15 @@ def tier_segments(holdout: pd.DataFrame) -> np.ndarray:
     return tiers.where(tiers.notna(), UNKNOWN_TIER).astype(str).to_numpy()
 
 
+def _aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row of `scores` (Mann-Whitney on average ranks: ties count one half, as in
+    roc_auc_score), all rows in one ranking call instead of one validated sklearn call each."""
+    positives = labels == 1
+    n_positive, n_negative = int(positives.sum()), int((~positives).sum())
+    ranks = rankdata(scores, axis=1)
+    return (ranks[:, positives].sum(axis=1) - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
+
+
 def permutation_importance(model, X: pd.DataFrame, y: np.ndarray) -> tuple[FeatureImportance, ...]:
     """Shuffle one feature at a time and measure the AUC lost, on the classifier's encoded input.
 
@@ -105,10 +115,8 @@ def permutation_importance(model, X: pd.DataFrame, y: np.ndarray) -> tuple[Featu
             shuffled[:, column] = encoded[rng.permutation(len(encoded)), column]
             copies.append(shuffled)
     probabilities = classifier.predict_proba(np.vstack(copies))[:, 1].reshape(len(copies), len(encoded))
-    baseline = roc_auc_score(labels, probabilities[0])
-    losses = (baseline - np.array([roc_auc_score(labels, p) for p in probabilities[1:]])).reshape(
-        len(encoded_names), IMPORTANCE_REPEATS
-    )
+    aucs = _aucs(labels, probabilities)
+    losses = (aucs[0] - aucs[1:]).reshape(len(encoded_names), IMPORTANCE_REPEATS)
     drops = {name: (float(losses[i].mean()), float(losses[i].std())) for i, name in enumerate(encoded_names)}
     ranked = sorted(FEATURE_COLUMNS, key=lambda name: (-drops[name][0], FEATURE_COLUMNS.index(name)))
     return tuple(FeatureImportance(name, *drops[name]) for name in ranked)

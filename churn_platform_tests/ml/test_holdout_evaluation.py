@@ -94,3 +94,14 @@ def test_campaign_value_side_by_side():
     with pytest.raises(ValueError, match="CHURN_SAVE_RATE"):
         ContactEconomics(save_rate=1.5)
     assert ContactEconomics.from_env({"CHURN_CONTACT_COST": "2.5"}).contact_cost == 2.5
+
+
+def test_the_batched_auc_is_sklearns():
+    from sklearn.metrics import roc_auc_score
+
+    from churn_platform.ml.holdout_evaluation import _aucs
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 500)
+    scores = np.round(rng.random((4, 500)), 2)  # rounded: many ties
+    np.testing.assert_allclose(_aucs(labels, scores), [roc_auc_score(labels, row) for row in scores], atol=1e-12)
