@@ -4,7 +4,6 @@ import datetime as dt
 
 import dagster as dg
 import duckdb
-import pytest
 
 from churn_platform.definitions import build_definitions
 from churn_platform.jobs import INGEST_JOB

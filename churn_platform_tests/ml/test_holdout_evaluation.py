@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from churn_platform.constants import FEATURE_COLUMNS

@@ -1,6 +1,5 @@
 """The failure alert names the failed step and links the run; unconfigured Slack falls back to the log."""
 
-import datetime as dt
 import logging
 
 import dagster as dg
