@@ -205,8 +205,12 @@ def execute_assets(
 
 
 def instance_at(dagster_home: Path) -> dg.DagsterInstance:
-    """The persistent instance a run worker with DAGSTER_HOME=dagster_home uses."""
+    """The persistent instance a run worker with DAGSTER_HOME=dagster_home uses; without a
+    dagster.yaml of its own it gets one that turns telemetry off (Dagster's default is on)."""
     dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
     return dg.DagsterInstance.from_config(str(dagster_home))
 
 

@@ -224,7 +224,7 @@ def test_killed_scores_leave_the_partition_old_or_new_and_a_rerun_writes_the_sam
     with duckdb.connect(str(settings.warehouse_path)) as con:
         con.execute("DELETE FROM churn_scores WHERE user_id % 10 = 0")
         con.execute("UPDATE churn_scores SET churn_probability = 0.5, model_version = 'earlier'")
-        con.execute("INSERT INTO churn_scores SELECT as_of_date - 7, user_id, churn_probability, model_version "
+        con.execute("INSERT INTO churn_scores SELECT as_of_date - 7 AS as_of_date, * EXCLUDE (as_of_date) "
                     "FROM churn_scores")
     before = partition_fingerprints(settings, CHURN_SCORES, "as_of_date")
     neighbour = SCORES_AS_OF - dt.timedelta(days=7)
