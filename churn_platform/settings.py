@@ -40,6 +40,7 @@ class SparkSettings:
     staging_uri: str | None = None  # where jobs read handed-over files (an s3:// prefix on a cluster)
     jobs: str = "local"  # how PySpark jobs are launched: a subprocess, or EMR Serverless through Pipes
     emr: dict[str, str] = field(default_factory=dict)  # _EMR_VARS, when jobs == "emr-serverless"
+    quick_jvm: bool = False  # CHURN_SPARK_QUICK_JVM: local JVMs compile with C1 only (spark/conf.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SparkSettings:
@@ -54,7 +55,11 @@ class SparkSettings:
         if jobs == "emr-serverless" and not (staging or "").startswith("s3://"):
             raise ValueError("CHURN_SPARK_JOBS=emr-serverless needs CHURN_SPARK_STAGING_URI=s3://... "
                              "(the cluster cannot read this host's disk)")
-        return cls(conf_file=env.get("CHURN_SPARK_CONF_FILE") or None, staging_uri=staging, jobs=jobs, emr=emr)
+        quick = env.get("CHURN_SPARK_QUICK_JVM", "0")
+        if quick not in ("0", "1"):
+            raise ValueError(f"CHURN_SPARK_QUICK_JVM={quick!r}: expected 0 or 1")
+        return cls(conf_file=env.get("CHURN_SPARK_CONF_FILE") or None, staging_uri=staging, jobs=jobs, emr=emr,
+                   quick_jvm=quick == "1")
 
 
 @dataclass(frozen=True)

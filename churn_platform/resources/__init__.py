@@ -76,7 +76,7 @@ def build_warehouse(settings: Settings) -> Warehouse:
     """The engine's warehouse (CHURN_ENGINE): a DuckDB file, or tables in a Spark catalog."""
     if settings.engine == "spark":
         return SparkWarehouse(spark_dir=str(settings.spark_dir), staging_uri=settings.spark.staging_uri,
-                              conf=spark_conf(settings.spark_dir, settings.spark.conf_file))
+                              conf=spark_conf(settings.spark_dir, settings.spark.conf_file, settings.spark.quick_jvm))
     return DuckDBWarehouse(path=str(settings.warehouse_path))
 
 

@@ -9,7 +9,7 @@ from churn_platform.resources import build_resources
 from churn_platform.resources.spark_jobs import EmrServerlessSparkJobs
 from churn_platform.resources.spark_warehouse import SparkWarehouse
 from churn_platform.settings import DBT_PROJECT_DIR, Settings
-from churn_platform.spark.conf import local_spark_conf, read_conf_file, spark_conf
+from churn_platform.spark.conf import QUICK_JVM, local_spark_conf, read_conf_file, spark_conf
 from churn_platform.spark.tables import contract_schema
 from churn_platform.events import RAW_EVENTS_SCHEMA
 
@@ -48,6 +48,21 @@ def test_engine_is_chosen_in_one_place(tmp_path):
     assert "spark_jobs" not in build_resources(duck)
     with pytest.raises(ValueError, match="CHURN_ENGINE='postgres'"):
         Settings.from_env({"CHURN_DATA_DIR": str(tmp_path), "CHURN_ENGINE": "postgres"})
+
+
+def test_quick_jvm_reaches_every_local_spark_process(tmp_path):
+    """CHURN_SPARK_QUICK_JVM=1: the SQL sessions and jobs (conf) and dbt's session (its JVM options)."""
+    env = {"CHURN_DATA_DIR": str(tmp_path), "CHURN_ENGINE": "spark"}
+    default = build_resources(Settings.from_env(env))["warehouse"]
+    quick = build_resources(Settings.from_env({**env, "CHURN_SPARK_QUICK_JVM": "1"}))["warehouse"]
+    assert QUICK_JVM not in default.conf["spark.driver.extraJavaOptions"]
+    assert QUICK_JVM in quick.conf["spark.driver.extraJavaOptions"]
+    assert QUICK_JVM in quick.dbt_environment()["CHURN_SPARK_DRIVER_JAVA_OPTIONS"]
+    assert QUICK_JVM in quick.job_environment()["CHURN_SPARK_CONF"]
+    assert {k: v for k, v in quick.conf.items() if k != "spark.driver.extraJavaOptions"} == {
+        k: v for k, v in default.conf.items() if k != "spark.driver.extraJavaOptions"}
+    with pytest.raises(ValueError, match="CHURN_SPARK_QUICK_JVM='yes'"):
+        Settings.from_env({**env, "CHURN_SPARK_QUICK_JVM": "yes"})
 
 
 def test_a_cluster_conf_file_overrides_the_local_settings(tmp_path):

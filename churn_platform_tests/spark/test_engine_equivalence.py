@@ -85,6 +85,7 @@ def engines(tmp_path_factory, s3_endpoint):
     settings = {
         engine: Settings.from_env(demo_env(
             root / engine, s3_endpoint, bucket, CHURN_ENGINE=engine, CHURN_GATE_MIN_TRAINING_ROWS="100",
+            CHURN_SPARK_QUICK_JVM="1",  # its many short JVMs start sooner
             CHURN_START_DATE=(DEMO_END - dt.timedelta(days=DAYS - 1)).isoformat()))
         .with_overrides(mlflow_tracking_uri=mlflow_uri)
         for engine in ("duckdb", "spark")

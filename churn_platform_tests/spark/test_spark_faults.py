@@ -17,6 +17,7 @@ import pytest
 from churn_platform.constants import RAW_EVENTS
 from churn_platform.events import landing_key
 from churn_platform.resources import build_warehouse
+from churn_platform.settings import SparkSettings
 from churn_platform_tests.helpers import RunWorker, event_table, execute_assets, instance_at, put_table, worker_env
 
 DAYS = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(3)]
@@ -43,7 +44,7 @@ def _staging_dirs(settings) -> list[Path]:
 
 @pytest.fixture
 def spark_settings(settings):
-    return settings.with_overrides(engine="spark")
+    return settings.with_overrides(engine="spark", spark=SparkSettings(quick_jvm=True))  # short JVMs start sooner
 
 
 def test_killed_spark_ingest_leaves_each_day_whole_and_two_runs_at_once_load_it_once(spark_settings, s3):
@@ -59,7 +60,7 @@ def test_killed_spark_ingest_leaves_each_day_whole_and_two_runs_at_once_load_it_
     # A late file per day; the re-ingest is killed while Spark writes the new partitions.
     for i, day in enumerate(DAYS):
         put_table(s3, bucket, landing_key(day, "part-001.parquet"), event_table(day, LATE, start_id=i * 10**6 + FIRST))
-    env = worker_env(settings, CHURN_ENGINE="spark")
+    env = worker_env(settings, CHURN_ENGINE="spark", CHURN_SPARK_QUICK_JVM="1")
     worker = RunWorker(env, [RAW_EVENTS], partition_range=RANGE)
     worker.wait_until(lambda: _staging_dirs(settings), "Spark writing raw_events' new partitions", timeout=240)
     worker.kill()
