@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip the Spark engine's ingest and features runs (CHURN_ENGINE=spark)")
     parser.add_argument("--spark-only", action="store_true",
                         help="only the Spark engine's ingest and features runs (e.g. scale L on Spark)")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="only the ingest runs and their floors (no features, model, pandas or Spark)")
     parser.add_argument("--profile", action="store_true",
                         help="run each platform step once more under cProfile (implies --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (data, logs, warehouse)")
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 env = child_env(scale_dir, endpoint, bucket, scale)
                 prepare(scale_dir, env)
                 bench = ScaleBench(scale, scale_dir, env, args.repeats, args.profile,
-                                   spark=not args.no_spark, spark_only=args.spark_only)
+                                   spark=not args.no_spark, spark_only=args.spark_only,
+                                   ingest_only=args.ingest_only)
                 result = bench.run(client, bucket, args.pandas_memory_gib, run_pandas=not args.no_pandas)
                 text, targets = report.scale_section(result)
                 sections.append(text)

@@ -59,10 +59,11 @@ class ScaleBench:
     """Runs the tasks of one scale; each measurement is `repeats` fresh child processes."""
 
     def __init__(self, scale: Scale, scale_dir: Path, env: dict[str, str], repeats: int, profile: bool = False,
-                 spark: bool = True, spark_only: bool = False):
+                 spark: bool = True, spark_only: bool = False, ingest_only: bool = False):
         self.scale = scale
         self.spark = spark or spark_only
         self.spark_only = spark_only
+        self.ingest_only = ingest_only
         self.dir = scale_dir
         self.env = env
         self.repeats = repeats
@@ -148,7 +149,7 @@ class ScaleBench:
         self.measure(result, "s3_download", "S3 GET of every file", "s3_download", {})
         self.measure(result, "floor_ingest", "floor ingest (DuckDB read+write)", "floor_ingest",
                      {"glob": data.glob, "database": str(self.dir / "floor_ingest.duckdb")})
-        if "ingest" in result.failures:
+        if "ingest" in result.failures or self.ingest_only:
             return result
         self.measure(result, "features_prev", f"platform user_features {scale.training_week} (setup)",
                      "materialize", {"assets": ["user_features"], "partition": scale.training_week}, repeats=1)

@@ -59,7 +59,10 @@ def test_killed_multi_day_ingest_leaves_each_day_whole_and_a_rerun_loads_the_sam
     project = install_project_instance_config(settings.dagster_home, free_slots_after_run_end_seconds=1)
     assert project["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
 
-    worker = RunWorker(worker_env(settings), [RAW_EVENTS], partition_range=days)
+    # A transaction per day (a batch holds CHURN_INGEST_BATCH_ROWS landed rows), so the kill
+    # can land between the commits of one run.
+    env = worker_env(settings, CHURN_INGEST_BATCH_ROWS=str(ROWS_PER_DAY))
+    worker = RunWorker(env, [RAW_EVENTS], partition_range=days)
     worker.wait_for_line(rf"{INGEST_DAYS[0]}: {ROWS_PER_DAY} rows")  # the first day committed
     worker.kill()
 

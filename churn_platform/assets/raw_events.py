@@ -14,8 +14,8 @@ from churn_platform.checks.raw_events import (
 from churn_platform.constants import INGEST_GROUP, RAW_EVENTS, WAREHOUSE_POOL
 from churn_platform.events import day_prefix, parse_landing_key
 from churn_platform.gate_thresholds import GateThresholds
-from churn_platform.ingest.load import DayIngest, load_day
-from churn_platform.ingest.validation import BadFileError, LandedFile, read_landed_file
+from churn_platform.ingest.load import DayIngest, load_days
+from churn_platform.ingest.validation import BadFileError, LandedDay, LandedFile, read_landed_file
 from churn_platform.partitions import day_range
 from churn_platform.resources.landing import LandingZone
 from churn_platform.ingest.staging import StagingArea, day_table
@@ -66,14 +66,45 @@ def _read_day(landing: LandingZone, day: dt.date, log) -> list[LandedFile]:
     return files
 
 
-def _ingest_day(landing: LandingZone, warehouse_con, day: dt.date, log) -> DayIngest:
-    files = _read_day(landing, day, log)
+def _read_batches(landing: LandingZone, days: list[dt.date], batch_rows: int, log, failures: list[DayFailure]):
+    """The readable days, in batches of about `batch_rows` landed rows (load.py); a day that
+    cannot be read goes to `failures` and its neighbours still load."""
+    batch: list[LandedDay] = []
+    for day in days:
+        try:
+            batch.append(LandedDay(day, _read_day(landing, day, log)))
+        except DayFailure as err:
+            log.error(str(err))
+            failures.append(err)
+            continue
+        if sum(d.rows for d in batch) >= batch_rows:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _load_batch(landing: LandingZone, con, batch: list[LandedDay], log) -> tuple[list[DayIngest], list[DayFailure]]:
+    """Load a batch in one transaction; if it fails, load its days one by one, so only the day
+    at fault fails (its transaction rolled back, its previous rows stand)."""
     try:
-        return load_day(warehouse_con, day, files)
-    except Exception as err:  # the day's transaction rolled back; its previous rows stand
-        raise DayFailure(day, f"loading {', '.join(landing.uri(f.key) for f in files)} failed "
-                              f"({type(err).__name__}: {err}); the day's previous rows are kept",
-                         bad_input=False) from err
+        return load_days(con, batch), []
+    except Exception as err:
+        if len(batch) > 1:
+            log.warning(f"{batch[0].day}..{batch[-1].day} failed as one transaction ({type(err).__name__}: "
+                        f"{err}); loading its days one by one")
+            loaded, failures = [], []
+            for one in batch:
+                day_loaded, day_failed = _load_batch(landing, con, [one], log)
+                loaded += day_loaded
+                failures += day_failed
+            return loaded, failures
+        [one] = batch
+        failure = DayFailure(one.day, f"loading {', '.join(landing.uri(f.key) for f in one.files)} failed "
+                                      f"({type(err).__name__}: {err}); the day's previous rows are kept",
+                             bad_input=False)
+        log.error(str(failure))
+        return [], [failure]
 
 
 def _day_metadata(day: DayIngest) -> dict:
@@ -121,20 +152,19 @@ def _warehouse_schema(con) -> dict[str, str]:
 
 
 def _load_on_duckdb(context, landing: LandingZone, warehouse: DuckDBWarehouse, days: list[dt.date]):
-    """Each day in its own transaction; returns (loaded, failures, the table's schema)."""
+    """Days in batches, each batch in its own transaction; returns (loaded, failures, the table's schema)."""
     loaded: list[DayIngest] = []
     failures: list[DayFailure] = []
     with warehouse.connect() as con:
         warehouse.ensure_raw_tables(con)
-        for day in days:
-            try:
-                loaded.append(_ingest_day(landing, con, day, context.log))
-            except DayFailure as err:
-                context.log.error(str(err))
-                failures.append(err)
-                continue
-            _log_days(context, loaded[-1:])  # as each day commits: the log shows progress
+        for batch in _read_batches(landing, days, warehouse.ingest_batch_rows, context.log, failures):
+            batch_loaded, batch_failed = _load_batch(landing, con, batch, context.log)
+            loaded += batch_loaded
+            failures += batch_failed
+            _log_days(context, batch_loaded)  # as each batch commits: the log shows progress
         schema = _warehouse_schema(con)
+    loaded.sort(key=lambda d: d.day)
+    failures.sort(key=lambda f: f.day)
     return loaded, failures, schema
 
 

@@ -16,20 +16,14 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churn_platform.ingest.validation import LandedFile
-
-STAGED_DAY = "landed_day"  # the UTC day a staged row was landed for (the rules' "day")
-
+from churn_platform.ingest.validation import LandedDay, LandedFile
 
 def day_table(day: dt.date, files: list[LandedFile]) -> bytes:
-    """The day's conformed rows as one parquet file, with their landed day."""
-    table = pa.concat_tables([f.table for f in files])
-    table = table.append_column(STAGED_DAY, pa.repeat(pa.scalar(day, pa.date32()), table.num_rows))
+    """The day's conformed rows as one parquet file, with their landed day (LANDED_DAY)."""
     sink = io.BytesIO()
-    pq.write_table(table, sink, coerce_timestamps="us")
+    pq.write_table(LandedDay(day, files).table(), sink, coerce_timestamps="us")
     return sink.getvalue()
 
 

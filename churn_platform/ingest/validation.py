@@ -7,6 +7,7 @@ SQL (`load.py`) so they are counted, not silently dropped.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from dataclasses import dataclass
 
@@ -26,11 +27,30 @@ class BadFileError(ValueError):
         self.problem = problem
 
 
+LANDED_DAY = "landed_day"  # the UTC day a landed row was landed for: the rules' day (rules.py)
+
+
 @dataclass(frozen=True)
 class LandedFile:
     key: str
     table: pa.Table  # contract columns, contract types, plus source_key
     extra_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LandedDay:
+    """A day's landed files, read and conformed: what one day of an ingest loads."""
+
+    day: dt.date
+    files: list[LandedFile]
+
+    @property
+    def rows(self) -> int:
+        return sum(f.table.num_rows for f in self.files)
+
+    def table(self) -> pa.Table:
+        table = pa.concat_tables([f.table for f in self.files])
+        return table.append_column(LANDED_DAY, pa.repeat(pa.scalar(self.day, pa.date32()), table.num_rows))
 
 
 def _to_utc_naive(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -77,7 +77,7 @@ def build_warehouse(settings: Settings) -> Warehouse:
     if settings.engine == "spark":
         return SparkWarehouse(spark_dir=str(settings.spark_dir), staging_uri=settings.spark.staging_uri,
                               conf=spark_conf(settings.spark_dir, settings.spark.conf_file, settings.spark.quick_jvm))
-    return DuckDBWarehouse(path=str(settings.warehouse_path))
+    return DuckDBWarehouse(path=str(settings.warehouse_path), ingest_batch_rows=settings.ingest_batch_rows)
 
 
 def build_spark_jobs(settings: Settings) -> SparkJobs:

@@ -110,6 +110,7 @@ class DuckDBWarehouse(Warehouse):
 
     path: str
     memory_limit: str = "1GB"  # DuckDB's default is 80% of RAM; beyond this it spills to disk
+    ingest_batch_rows: int = 2_000_000  # landed rows per ingest transaction (CHURN_INGEST_BATCH_ROWS)
     lock_timeout_seconds: float = 3600.0  # a writer may hold it for a whole ingest run (its max runtime)
     lock_retries: int = 20
     lock_backoff_seconds: float = 0.25

@@ -14,7 +14,7 @@ cluster by a Pipes client of dagster-aws with the same extras.
 from __future__ import annotations
 
 from churn_platform.ingest.rules import DEDUPE_ORDER, reason_expression
-from churn_platform.ingest.staging import STAGED_DAY
+from churn_platform.ingest.validation import LANDED_DAY
 from churn_platform.spark.tables import RAW_TABLES_DDL, contract_schema
 
 _EVENT_COLUMNS = "event_id, user_id, event_type, event_ts, plan_tier, session_seconds, payment_status, source_key"
@@ -23,7 +23,7 @@ _EVENT_COLUMNS = "event_id, user_id, event_type, event_ts, plan_tier, session_se
 def _classify(spark, staging_uri: str) -> None:
     spark.read.parquet(staging_uri).createOrReplaceTempView("landed")
     spark.sql(
-        f"SELECT *, {reason_expression(STAGED_DAY)} AS reason FROM landed"
+        f"SELECT *, {reason_expression(LANDED_DAY)} AS reason FROM landed"
     ).cache().createOrReplaceTempView("classified")
 
 
@@ -49,18 +49,18 @@ def _write(spark, days: list[str], files: dict[str, int]) -> dict[str, dict]:
     """Overwrite the staged days; returns each day's counts."""
     spark.sql(f"""
         INSERT OVERWRITE TABLE raw_events PARTITION (event_date)
-        SELECT {_EVENT_COLUMNS}, {STAGED_DAY} AS event_date FROM (
-            SELECT *, row_number() OVER (PARTITION BY {STAGED_DAY}, event_id ORDER BY {DEDUPE_ORDER}) AS copy
+        SELECT {_EVENT_COLUMNS}, {LANDED_DAY} AS event_date FROM (
+            SELECT *, row_number() OVER (PARTITION BY {LANDED_DAY}, event_id ORDER BY {DEDUPE_ORDER}) AS copy
             FROM classified WHERE reason IS NULL
         ) WHERE copy = 1
     """)
     spark.sql(f"""
         INSERT OVERWRITE TABLE raw_events_rejected PARTITION (event_date)
-        SELECT reason, {_EVENT_COLUMNS}, {STAGED_DAY} AS event_date FROM classified WHERE reason IS NOT NULL
+        SELECT reason, {_EVENT_COLUMNS}, {LANDED_DAY} AS event_date FROM classified WHERE reason IS NOT NULL
     """)
     counts = {day: {"rows_in": 0, "valid": 0, "rejected_by_reason": {}} for day in days}
     for day, reason, n in spark.sql(
-        f"SELECT CAST({STAGED_DAY} AS STRING), reason, count(*) FROM classified GROUP BY 1, 2"
+        f"SELECT CAST({LANDED_DAY} AS STRING), reason, count(*) FROM classified GROUP BY 1, 2"
     ).collect():
         counts[day]["rows_in"] += n
         if reason is None:

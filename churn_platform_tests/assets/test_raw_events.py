@@ -74,6 +74,27 @@ def test_range_in_one_run_and_rerun_is_identical(settings, s3):
     assert len(instance.get_runs()) == 2  # one run per range, not one per day
 
 
+def test_a_range_loads_in_batches_of_rows_each_day_once(settings, s3, monkeypatch):
+    """Days go to the warehouse in batches of about CHURN_INGEST_BATCH_ROWS landed rows (here 15:
+    D1+D2, then D3)."""
+    from churn_platform.assets import raw_events as raw_events_module
+
+    for i, day in enumerate((D1, D2, D3)):
+        put_table(s3, settings.landing_bucket, _key(day), event_table(day, 10 + i, start_id=100 * i))
+    real_load_days, batches = raw_events_module.load_days, []
+
+    def recorded(con, batch):
+        batches.append([d.day for d in batch])
+        return real_load_days(con, batch)
+
+    monkeypatch.setattr(raw_events_module, "load_days", recorded)
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_ingest(settings.with_overrides(ingest_batch_rows=15), D1, D3, instance).success
+    assert batches == [[D1, D2], [D3]]
+    assert warehouse_counts(settings) == {D1: 10, D2: 11, D3: 12}
+    assert partition_status(instance) == ({"2024-01-01", "2024-01-02", "2024-01-03"}, set())
+
+
 def test_ingest_job_loads_and_aggregates_days(settings, s3):
     for i, day in enumerate((D1, D2)):
         put_table(s3, settings.landing_bucket, _key(day), event_table(day, 14, start_id=100 * i))
@@ -130,30 +151,33 @@ def test_corrupt_file_fails_its_day_and_keeps_the_others(settings, s3):
 
 
 def test_a_load_error_fails_only_its_day_and_the_step_retry_loads_it(settings, s3, monkeypatch):
-    """An error after the read (here DuckDB failing one day's insert once) names the day's keys,
-    keeps the other days, and is worth a retry, unlike bad input."""
+    """An error after the read (here DuckDB failing D2's insert during the first attempt) rolls
+    back the batch, whose days are then loaded one by one: the error names D2's keys, the other
+    days are kept, and it is worth a retry, unlike bad input."""
     import duckdb as duckdb_module
 
     from churn_platform.assets import raw_events as raw_events_module
 
     for i, day in enumerate((D1, D2, D3)):
         put_table(s3, settings.landing_bucket, _key(day), event_table(day, 10 + i, start_id=100 * i))
-    real_load_day, failed = raw_events_module.load_day, []
+    real_load_days, batches = raw_events_module.load_days, []
 
-    def load_day_failing_d2_once(con, day, files):
-        if day == D2 and not failed:
-            failed.append(day)
+    def load_days_failing_d2_in_the_first_attempt(con, batch):
+        batches.append([d.day for d in batch])
+        if D2 in batches[-1] and len(batches) <= 3:  # the batch, then D2 alone (after D1)
             raise duckdb_module.IOException("simulated disk error")
-        return real_load_day(con, day, files)
+        return real_load_days(con, batch)
 
-    monkeypatch.setattr(raw_events_module, "load_day", load_day_failing_d2_once)
+    monkeypatch.setattr(raw_events_module, "load_days", load_days_failing_d2_in_the_first_attempt)
     instance = dg.DagsterInstance.ephemeral()
     result = run_ingest(settings, D1, D3, instance=instance)
     assert result.success  # the step's retry policy loaded D2 on the second attempt
+    assert batches[:4] == [[D1, D2, D3], [D1], [D2], [D3]] and batches[4:] == [[D1, D2, D3]]
     assert sum(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events) == 1
     errors = [e.user_message for e in instance.all_logs(result.run_id) if e.level >= 40]
     assert any(m.startswith("2024-01-02: loading s3://") and "date=2024-01-02/part-000.parquet" in m
                and "IOException: simulated disk error" in m for m in errors), errors
+    assert not any(m.startswith(("2024-01-01", "2024-01-03")) for m in errors), errors
     assert warehouse_counts(settings) == {D1: 10, D2: 11, D3: 12}
     assert partition_status(instance) == ({"2024-01-01", "2024-01-02", "2024-01-03"}, set())
 

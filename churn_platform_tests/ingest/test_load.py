@@ -1,12 +1,14 @@
-"""Loading one day: row rules quarantine and count, duplicates collapse, a reload replaces the day."""
+"""Loading days: row rules quarantine and count, duplicates collapse, a reload replaces the day,
+and a batch of days is all or nothing."""
 
 import datetime as dt
 
 import duckdb
 import pyarrow as pa
+import pytest
 
-from churn_platform.ingest.load import load_day
-from churn_platform.ingest.validation import conform
+from churn_platform.ingest.load import load_day, load_days
+from churn_platform.ingest.validation import LandedDay, conform
 from churn_platform.resources.warehouse import RAW_EVENTS_DDL
 from churn_platform_tests.helpers import event_table
 
@@ -73,3 +75,38 @@ def test_infinite_or_absurd_session_seconds_are_rejected():
     _, result = _load({"a.parquet": table})
     assert result.rows_loaded == 2
     assert result.rejected_by_reason == {"session_without_seconds": 4}
+
+
+def test_a_batch_of_days_is_each_day_as_if_loaded_alone():
+    """Days loaded in one transaction: the rules use each row's own day, duplicates collapse
+    within a day only, and the counts are per day."""
+    other = dt.date(2024, 1, 11)
+    shared = event_table(DAY, 3)  # its event_ids land again on the next day: a different event
+    next_day = event_table(other, 3, event_ts=[dt.datetime(2024, 1, 11, 8, tzinfo=dt.timezone.utc)] * 3)
+    late = event_table(DAY, 1, start_id=90, event_ts=[dt.datetime(2024, 1, 11, 1, tzinfo=dt.timezone.utc)])
+    con = duckdb.connect()
+    con.execute(RAW_EVENTS_DDL)
+    batch = [LandedDay(DAY, [conform("a.parquet", shared), conform("copy.parquet", shared), conform("l.parquet", late)]),
+             LandedDay(other, [conform("b.parquet", next_day)])]
+    first, second = load_days(con, batch)
+    assert (first.rows_in, first.rows_loaded, first.duplicates_removed, first.rejected_by_reason) == (
+        7, 3, 3, {"wrong_date": 1})
+    assert (second.rows_in, second.rows_loaded, second.duplicates_removed, second.rejected_by_reason) == (3, 3, 0, {})
+    counts = dict(con.execute("SELECT event_date, count(*) FROM raw_events GROUP BY 1").fetchall())
+    assert counts == {DAY: 3, other: 3}
+    ledger = dict(con.execute("SELECT event_date, rows FROM ingested_days").fetchall())
+    assert ledger == {DAY: 3, other: 3}
+    assert con.execute("SELECT event_date FROM raw_events_rejected").fetchall() == [(DAY,)]
+
+
+def test_a_failed_batch_writes_none_of_its_days():
+    con = duckdb.connect()
+    con.execute(RAW_EVENTS_DDL)
+    load_day(con, DAY, [conform("a.parquet", event_table(DAY, 5))])
+    con.execute("DROP TABLE ingested_days")  # the last statement of the transaction fails
+    other = dt.date(2024, 1, 11)
+    with pytest.raises(duckdb.CatalogException):
+        load_days(con, [LandedDay(DAY, [conform("a.parquet", event_table(DAY, 2))]),
+                        LandedDay(other, [conform("b.parquet", event_table(other, 4, start_id=50))])])
+    counts = dict(con.execute("SELECT event_date, count(*) FROM raw_events GROUP BY 1").fetchall())
+    assert counts == {DAY: 5}
