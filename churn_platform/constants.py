@@ -41,3 +41,6 @@ MLFLOW_EXPERIMENT = "churn_weekly_training"
 WAREHOUSE_POOL = "warehouse"
 TRAINING_POOL = "training"
 PROMOTION_POOL = "promotion"
+
+# DuckDB ingest: landed rows per transaction (CHURN_INGEST_BATCH_ROWS; ingest/load.py).
+DEFAULT_INGEST_BATCH_ROWS = 2_000_000

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from churn_platform.constants import DEFAULT_LANDING_BUCKET, DEFAULT_SCORES_PREFIX
+from churn_platform.constants import DEFAULT_INGEST_BATCH_ROWS, DEFAULT_LANDING_BUCKET, DEFAULT_SCORES_PREFIX
 from churn_platform.gate_thresholds import GateThresholds
 from churn_platform.contact_economics import ContactEconomics
 
@@ -89,7 +89,7 @@ class Settings:
     landing_sweep_interval_seconds: int = 600  # event mode: how often the listing sweep starts
     automation_interval_seconds: int = 30  # between evaluations of the assets' automation conditions
     freshness_alert_interval_seconds: int = 60  # between reads of the freshness states to alert on
-    ingest_batch_rows: int = 2_000_000  # DuckDB: landed rows per ingest transaction (ingest/load.py)
+    ingest_batch_rows: int = DEFAULT_INGEST_BATCH_ROWS  # DuckDB: landed rows per ingest transaction
     engine: str = "duckdb"
     spark: SparkSettings = SparkSettings()
 
@@ -152,7 +152,7 @@ class Settings:
             sqs_endpoint_url=env.get("AWS_ENDPOINT_URL_SQS") or None,
             landing_sweep_interval_seconds=_positive_int(env, "CHURN_LANDING_SWEEP_INTERVAL_SECONDS", 600),
             automation_interval_seconds=_positive_int(env, "CHURN_AUTOMATION_INTERVAL_SECONDS", 30),
-            ingest_batch_rows=_positive_int(env, "CHURN_INGEST_BATCH_ROWS", 2_000_000),
+            ingest_batch_rows=_positive_int(env, "CHURN_INGEST_BATCH_ROWS", DEFAULT_INGEST_BATCH_ROWS),
             freshness_alert_interval_seconds=_positive_int(env, "CHURN_FRESHNESS_ALERT_INTERVAL_SECONDS", 60),
             engine=engine,
             spark=SparkSettings.from_env(env),

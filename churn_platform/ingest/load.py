@@ -20,6 +20,7 @@ import pyarrow as pa
 from churn_platform.ingest.rules import DEDUPE_ORDER, reason_expression
 from churn_platform.ingest.validation import LANDED_DAY, LandedDay, LandedFile
 
+
 def _insert_valid_rows(deduplicate: bool) -> str:
     """Valid rows, one per event_id and day (the first in DEDUPE_ORDER when an event landed twice)."""
     insert = f"""

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from churn_platform.ingest.validation import LandedDay, LandedFile
 
+
 def day_table(day: dt.date, files: list[LandedFile]) -> bytes:
     """The day's conformed rows as one parquet file, with their landed day (LANDED_DAY)."""
     sink = io.BytesIO()

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import dagster as dg
 import duckdb
 
+from churn_platform.constants import DEFAULT_INGEST_BATCH_ROWS
 from churn_platform.events import EVENT_DATE_COLUMN, EVENT_FIELDS, RAW_EVENTS_SCHEMA, SOURCE_KEY_COLUMN
 from churn_platform.warehouse_lock import HeldLock, acquire_lock
 
@@ -110,7 +111,7 @@ class DuckDBWarehouse(Warehouse):
 
     path: str
     memory_limit: str = "1GB"  # DuckDB's default is 80% of RAM; beyond this it spills to disk
-    ingest_batch_rows: int = 2_000_000  # landed rows per ingest transaction (CHURN_INGEST_BATCH_ROWS)
+    ingest_batch_rows: int = DEFAULT_INGEST_BATCH_ROWS  # landed rows per ingest transaction
     lock_timeout_seconds: float = 3600.0  # a writer may hold it for a whole ingest run (its max runtime)
     lock_retries: int = 20
     lock_backoff_seconds: float = 0.25
