@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from churn_platform.assets.daily_activity import build_daily_activity
 from churn_platform.assets.dbt import build_dbt_assets
 from churn_platform.assets.model import build_model_assets
 from churn_platform.assets.raw_events import build_raw_events
@@ -28,7 +29,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             build_raw_events(daily, settings.gate_thresholds, settings.engine),
-            *build_dbt_assets(daily, weekly),
+            build_daily_activity(daily, settings.engine),
+            *build_dbt_assets(weekly),
             *build_model_assets(weekly, settings.gate_thresholds, settings.engine, settings.contact_economics),
             build_realized_performance(weekly, settings.gate_thresholds),
         ],

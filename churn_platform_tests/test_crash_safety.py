@@ -22,12 +22,14 @@ from churn_platform.constants import (
     RAW_EVENTS,
     REGISTERED_MODEL_NAME,
     USER_DAILY_ACTIVITY,
+    USER_FEATURES,
     WAREHOUSE_POOL,
 )
 from churn_platform.events import landing_key
 from churn_platform_tests.helpers import (
     DEMO_END,
     K,
+    K_MINUS_4,
     RunWorker,
     event_table,
     execute_assets,
@@ -93,7 +95,38 @@ def test_killed_multi_day_ingest_leaves_each_day_whole_and_a_rerun_loads_the_sam
     assert _ledger(settings) == _ledger(clean) == {day: (1, ROWS_PER_DAY) for day in INGEST_DAYS}
 
 
-DBT_WINDOW_DAYS = 56  # building it takes ~0.5 s: ample time for the kill to land inside
+ACTIVITY_WINDOW_DAYS = 120  # one transaction a day: the kill lands between the first commit and the last
+
+
+def test_killed_daily_activity_leaves_each_day_whole_and_a_rerun_rebuilds_it(demo_settings, ingested_demo, tmp_path):
+    settings = demo_settings.with_overrides(dagster_home=tmp_path / "dagster_home")
+    days = [DEMO_END - dt.timedelta(days=n) for n in reversed(range(ACTIVITY_WINDOW_DAYS))]
+    window = (days[0].isoformat(), days[-1].isoformat())
+    in_window = ("activity_date >= ?", [days[0]])
+    clean = partition_fingerprints(ingested_demo, USER_DAILY_ACTIVITY, "activity_date", *in_window)
+    # Every day of the window differs from its rebuild, so each day shows which one it holds.
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("UPDATE user_daily_activity SET logins = logins + 1 WHERE activity_date >= ?", [days[0]])
+    before = partition_fingerprints(settings, USER_DAILY_ACTIVITY, "activity_date", *in_window)
+    assert sorted(before) == sorted(clean) == days and all(before[d] != clean[d] for d in days)
+
+    worker = RunWorker(worker_env(settings, CHURN_INGEST_BATCH_ROWS="1"), [USER_DAILY_ACTIVITY],
+                       partition_range=window)
+    worker.wait_for_line(rf"{USER_DAILY_ACTIVITY}: {days[0]}\.\.{days[0]} .* committed")
+    worker.kill()
+
+    after = partition_fingerprints(settings, USER_DAILY_ACTIVITY, "activity_date", *in_window)
+    assert sorted(after) == days, "a day lost its rows"
+    for day in days:
+        assert after[day] in (before[day], clean[day]), f"{day} is half rebuilt"
+    rebuilt = [day for day in days if after[day] == clean[day]]
+    assert rebuilt == days[:len(rebuilt)] and 1 <= len(rebuilt) < len(days), (
+        f"the kill should land inside the window, after its first day: rebuilt {len(rebuilt)} of {len(days)}"
+    )
+
+    with instance_at(settings.dagster_home) as instance:
+        assert execute_assets(settings, [USER_DAILY_ACTIVITY], instance, partition_range=window).success
+    assert partition_fingerprints(settings, USER_DAILY_ACTIVITY, "activity_date", *in_window) == clean
 
 
 def _dbt_log(target_root) -> str:
@@ -102,19 +135,22 @@ def _dbt_log(target_root) -> str:
 
 def test_killed_dbt_build_leaves_the_window_as_before_and_a_rerun_rebuilds_it(demo_settings, ingested_demo, tmp_path):
     settings = demo_settings.with_overrides(dagster_home=tmp_path / "dagster_home")
-    first = DEMO_END - dt.timedelta(days=DBT_WINDOW_DAYS - 1)
-    window = (first.isoformat(), DEMO_END.isoformat())
-    clean = partition_fingerprints(ingested_demo, USER_DAILY_ACTIVITY, "activity_date")
-    # Make the current window differ from a rebuild: one day missing, one day altered.
-    missing, altered = first + dt.timedelta(days=3), DEMO_END - dt.timedelta(days=3)
+    window = (K_MINUS_4, K)
+    with instance_at(tmp_path / "clean_home") as instance:
+        assert execute_assets(settings, [USER_FEATURES], instance, partition_range=window, checks=False).success
+    clean = partition_fingerprints(settings, USER_FEATURES, "as_of_date")
+    assert len(clean) == 5
+    # Make the current window differ from a rebuild: one as-of date missing, one altered.
+    missing, altered = sorted(clean)[1], sorted(clean)[3]
     with duckdb.connect(str(settings.warehouse_path)) as con:
-        con.execute("DELETE FROM user_daily_activity WHERE activity_date = ?", [missing])
-        con.execute("UPDATE user_daily_activity SET logins = logins + 1 WHERE activity_date = ?", [altered])
-    before = partition_fingerprints(settings, USER_DAILY_ACTIVITY, "activity_date")
+        con.execute("DELETE FROM user_features WHERE as_of_date = ?", [missing])
+        con.execute("UPDATE user_features SET support_tickets_90d = support_tickets_90d + 1 WHERE as_of_date = ?",
+                    [altered])
+    before = partition_fingerprints(settings, USER_FEATURES, "as_of_date")
     assert before != clean
 
     target_root = tmp_path / "dbt_target"  # dagster-dbt puts each invocation's target and dbt.log here
-    worker = RunWorker(worker_env(settings, DBT_TARGET_PATH=str(target_root)), [USER_DAILY_ACTIVITY],
+    worker = RunWorker(worker_env(settings, DBT_TARGET_PATH=str(target_root)), [USER_FEATURES],
                        partition_range=window, checks=False)
     # dbt logs each statement before it runs: the window's delete has run (inside the model's
     # transaction) and the window's new rows are being computed into a temporary table.
@@ -122,12 +158,12 @@ def test_killed_dbt_build_leaves_the_window_as_before_and_a_rerun_rebuilds_it(de
     worker.kill()
 
     log = _dbt_log(target_root)
-    assert "delete from" in log and "user_daily_activity: COMMIT" not in log, "the kill should land mid-transaction"
-    assert partition_fingerprints(settings, USER_DAILY_ACTIVITY, "activity_date") == before
+    assert "delete from" in log and "user_features: COMMIT" not in log, "the kill should land mid-transaction"
+    assert partition_fingerprints(settings, USER_FEATURES, "as_of_date") == before
 
     with instance_at(settings.dagster_home) as instance:
-        assert execute_assets(settings, [USER_DAILY_ACTIVITY], instance, partition_range=window, checks=False).success
-    assert partition_fingerprints(settings, USER_DAILY_ACTIVITY, "activity_date") == clean
+        assert execute_assets(settings, [USER_FEATURES], instance, partition_range=window, checks=False).success
+    assert partition_fingerprints(settings, USER_FEATURES, "as_of_date") == clean
 
 
 # Training, promotion and scores on a copy of the training inputs, with a fresh MLflow store.

@@ -21,6 +21,7 @@ EXPECTED_GRAPH = {
 }
 PYTHON_CHECKS = {
     "raw_events": {"raw_events_schema", "raw_events_duplicate_rate", "raw_events_rejected_rate"},
+    "user_daily_activity": {"user_daily_activity_matches_raw_events"},
     "user_features": {"user_features_min_population", "user_features_max_null_rate"},
     "churn_labels": {"churn_labels_min_population", "churn_labels_churn_rate"},
     "churn_model": {"churn_model_auc_floor"},

@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from churn_platform.assets.dbt import daily_vars, weekly_vars
+from churn_platform.assets.dbt import weekly_vars
 from churn_platform.partitions import (
     FEATURE_WINDOW_MAPPING,
     LABEL_WINDOW_MAPPING,
@@ -45,9 +45,6 @@ def test_vars_for_one_week_and_a_range():
     assert weekly_vars(weeks) == {
         "min_as_of": "2024-05-12", "max_as_of": "2024-05-26",
         "label_min_as_of": "2024-04-14", "label_max_as_of": "2024-04-28",
-    }
-    assert daily_vars(_window(DAILY, "2024-02-01", "2024-02-29")) == {
-        "min_date": "2024-02-01", "max_date": "2024-02-29"
     }
 
 

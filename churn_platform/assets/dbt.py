@@ -1,4 +1,4 @@
-"""dbt models as assets: the daily activity aggregate, weekly features and weekly labels.
+"""dbt models as assets: weekly features and weekly labels, from the daily activity aggregate.
 
 Each partition window reaches dbt as the vars built by the pure functions below (through
 CHURN_DBT_WINDOW, so dbt's saved parse stays valid: resources/dbt.py); the models filter on
@@ -29,12 +29,6 @@ from churn_platform.resources.warehouse import Warehouse
 from churn_platform.windows import WeekWindow
 
 
-def daily_vars(window: dg.TimeWindow) -> dict[str, str]:
-    """user_daily_activity: the partition's days, inclusive."""
-    last = window.end.date() - dt.timedelta(days=1)
-    return {"min_date": window.start.date().isoformat(), "max_date": last.isoformat()}
-
-
 def weekly_vars(weeks: WeekWindow) -> dict[str, str]:
     """user_features at the partition's Sundays; churn_labels at the earlier Sundays whose
     label windows close at the partition's Sundays."""
@@ -57,7 +51,6 @@ class ChurnDbtTranslator(DagsterDbtTranslator):
     }
 
     _AUTOMATION: Mapping[str, dg.AutomationCondition] = {
-        USER_DAILY_ACTIVITY: automation.daily_activity(),
         USER_FEATURES: automation.weekly_table(),
         CHURN_LABELS: automation.weekly_table(),
     }
@@ -108,12 +101,7 @@ def _partitioned_dbt_assets(model: str, partitions_def, backfill_policy: dg.Back
 BACKFILL = dg.BackfillPolicy.single_run()
 
 
-def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
-    @_partitioned_dbt_assets(USER_DAILY_ACTIVITY, daily, BACKFILL)
-    def daily_activity(context: dg.AssetExecutionContext, dbt: OfflineDbtCliResource):
-        """Per-user daily aggregate of raw_events, so weekly partitions never rescan raw rows."""
-        yield from _run_dbt(context, dbt, USER_DAILY_ACTIVITY, daily_vars(context.partition_time_window))
-
+def build_dbt_assets(weekly) -> list[dg.AssetsDefinition]:
     # Two assets, not one multi-asset: they map the daily aggregate differently (the feature
     # lookback vs the label window), and one node can only carry one mapping per input.
     @_partitioned_dbt_assets(USER_FEATURES, weekly, BACKFILL)
@@ -151,7 +139,7 @@ def build_dbt_assets(daily, weekly) -> list[dg.AssetsDefinition]:
             metrics = label_metrics(con, [last_label])[last_label]
         yield from _with_metadata(events, {CHURN_LABELS: {**metrics, "label_as_of_date": last_label.isoformat()}})
 
-    return [daily_activity, features, labels]
+    return [features, labels]
 
 
 def _inputs_missing(con, first: dt.date, last: dt.date) -> list[str]:

@@ -1,7 +1,9 @@
-"""Known-answer tests of the dbt models against docs/contract.md §3, run with the real dbt CLI.
+"""Known-answer tests of the features and labels against docs/contract.md §3: the daily
+aggregate as the ingest group builds it (churn_platform/ingest/daily_activity.py), then the dbt
+models with the real dbt CLI.
 
-One warehouse with hand-built raw events is built once per module (daily window
-plus the single week ending AS_OF); tests that change data work on a copy of it.
+One warehouse with hand-built raw events is built once per module (the daily window plus the
+single week ending AS_OF); tests that change data work on a copy of it.
 """
 
 import datetime as dt
@@ -18,6 +20,8 @@ import duckdb
 import pytest
 
 from churn_platform.constants import FEATURE_COLUMNS
+from churn_platform.ingest.daily_activity import DUCKDB_DDL, replace_days_on_duckdb
+from churn_platform.windows import days
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
@@ -180,8 +184,11 @@ def run_dbt(data_dir: Path, *args: str, expect_success: bool = True, **dbt_vars)
     return run
 
 
-def daily_vars() -> dict:
-    return {"min_date": DAILY_WINDOW[0].isoformat(), "max_date": DAILY_WINDOW[1].isoformat()}
+def aggregate_daily_activity(data_dir: Path) -> None:
+    """user_daily_activity of every day of DAILY_WINDOW, from raw_events."""
+    with duckdb.connect(str(warehouse_path(data_dir))) as con:
+        con.execute(DUCKDB_DDL)
+        replace_days_on_duckdb(con, days(*DAILY_WINDOW))
 
 
 def weekly_vars(first: dt.date, last: dt.date) -> dict:
@@ -225,7 +232,8 @@ def built(tmp_path_factory) -> Path:
     """The fixture events, built (models and dbt tests) for the daily window and the one week ending AS_OF."""
     data_dir = tmp_path_factory.mktemp("built") / "data"
     create_raw_events(data_dir, EVENTS)
-    run_dbt(data_dir, "build", **daily_vars(), **weekly_vars(AS_OF, AS_OF))
+    aggregate_daily_activity(data_dir)
+    run_dbt(data_dir, "build", **weekly_vars(AS_OF, AS_OF))
     return data_dir
 
 
@@ -311,7 +319,8 @@ def test_rerunning_a_week_replaces_only_that_week(warehouse_copy):
 def test_rerun_removes_rows_of_users_who_left_the_window(warehouse_copy):
     execute(warehouse_copy, "delete from raw_events where user_id = 1")
 
-    run_dbt(warehouse_copy, "run", **daily_vars(), **weekly_vars(AS_OF, AS_OF))
+    aggregate_daily_activity(warehouse_copy)
+    run_dbt(warehouse_copy, "run", **weekly_vars(AS_OF, AS_OF))
 
     assert query(warehouse_copy, "select count(*) from user_daily_activity where user_id = 1") == [(0,)]
     assert features_at(warehouse_copy, AS_OF) == {u: f for u, f in EXPECTED_FEATURES.items() if u != 1}

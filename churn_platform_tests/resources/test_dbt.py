@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from packaging import version
 
+from churn_platform.ingest.daily_activity import DUCKDB_DDL
 from churn_platform.resources.dbt import DBT_EXECUTABLE, DBT_PROJECT, OfflineDbtCliResource
 from churn_platform.resources.warehouse import DuckDBWarehouse
 from churn_platform.settings import Settings
@@ -64,13 +65,12 @@ def test_dbt_waits_for_another_processs_writer_and_holds_the_lock_while_it_runs(
 
 
 def _compiled_window(dbt: OfflineDbtCliResource, window: dict[str, str]) -> tuple[str, str]:
-    """Compile user_daily_activity for `window`: its date filter, and dbt's debug log."""
-    invocation = dbt.cli(["compile", "--select", "user_daily_activity"], window=window, raise_on_error=False)
+    """Compile user_features for `window`: its SQL, and dbt's debug log."""
+    invocation = dbt.cli(["compile", "--select", "user_features"], window=window, raise_on_error=False)
     invocation.wait()
     assert invocation.is_successful(), invocation.get_error()
-    sql = next(invocation.target_path.rglob("compiled/**/user_daily_activity.sql")).read_text()
-    [where] = [line.strip() for line in sql.splitlines() if "event_date between" in line]
-    return where, (invocation.target_path / "dbt.log").read_text()
+    sql = next(invocation.target_path.rglob("compiled/**/user_features.sql")).read_text()
+    return sql, (invocation.target_path / "dbt.log").read_text()
 
 
 @pytest.mark.parametrize("in_process", [False, True], ids=["process", "in-process"])
@@ -79,20 +79,22 @@ def test_a_new_window_reuses_the_deployments_saved_parse(tmp_path, in_process):
     and saves the parse, the next one, with another window, reuses it (no full re-parse)."""
     dbt = _resource(tmp_path / "data", in_process)
     assert not dbt.parse_cache.exists()
-    where, _ = _compiled_window(dbt, {"min_date": "2024-03-01", "max_date": "2024-03-02"})
-    assert "'2024-03-01'" in where and "'2024-03-02'" in where
+    sql, _ = _compiled_window(dbt, {"min_as_of": "2024-03-03", "max_as_of": "2024-03-10"})
+    assert "'2024-03-03'" in sql and "'2024-03-10'" in sql and "'2024-04-07'" not in sql
     assert dbt.parse_cache.exists()
 
-    where, log = _compiled_window(dbt, {"min_date": "2024-04-01", "max_date": "2024-04-03"})
-    assert "'2024-04-01'" in where and "'2024-04-03'" in where
+    sql, log = _compiled_window(dbt, {"min_as_of": "2024-04-07", "max_as_of": "2024-04-14"})
+    assert "'2024-04-07'" in sql and "'2024-04-14'" in sql and "'2024-03-03'" not in sql
     assert "Unable to do partial parsing" not in log
     assert "Nothing changed, skipping partial parsing" in log
 
 
+WEEKS = {"min_as_of": "2024-03-03", "max_as_of": "2024-03-10"}
+
+
 def _table_built_in_process(dbt: OfflineDbtCliResource, select: str):
     before = dict(os.environ)
-    invocation = dbt.cli(["build", "--select", select], window={"min_date": "2024-03-01", "max_date": "2024-03-02"},
-                         raise_on_error=False)
+    invocation = dbt.cli(["build", "--select", select], window=WEEKS, raise_on_error=False)
     invocation.wait()
     assert dict(os.environ) == before  # dbt's environment was the call's, not left behind
     return invocation
@@ -102,21 +104,21 @@ def test_in_process_dbt_builds_in_this_process_and_leaves_the_warehouse_closed(t
     """No dbt process; the run's events and artifacts are dagster-dbt's as from the command;
     afterwards this process reads the warehouse read-only and another process can write it."""
     dbt = _resource(tmp_path / "data", in_process=True)
-    with dbt.warehouse.connect() as con:  # an empty raw_events: the model builds 0 rows
-        dbt.warehouse.ensure_raw_tables(con)
+    with dbt.warehouse.connect() as con:  # an empty daily aggregate: the model builds 0 rows
+        con.execute(DUCKDB_DDL)
 
     def no_process(*args, **kwargs):
         raise AssertionError(f"a subprocess was started: {args}")
 
     monkeypatch.setattr(subprocess, "Popen", no_process)
-    invocation = _table_built_in_process(dbt, "user_daily_activity")
+    invocation = _table_built_in_process(dbt, "user_features")
     monkeypatch.undo()
 
     assert invocation.is_successful(), invocation.get_error()
     assert invocation.process.returncode == 0
     assert invocation.get_artifact("run_results.json")["results"][0]["status"] == "success"
     with duckdb.connect(dbt.warehouse.path, read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM user_daily_activity").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM user_features").fetchone() == (0,)
     writer = subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
                              dbt.warehouse.path], capture_output=True, text=True)
     assert writer.returncode == 0, writer.stderr  # DuckDB's file lock is not held by this process
@@ -125,13 +127,12 @@ def test_in_process_dbt_builds_in_this_process_and_leaves_the_warehouse_closed(t
 def test_in_process_dbt_reports_a_failed_model_with_dbts_exit_code_and_message(tmp_path):
     """A model that fails (its source table is missing) fails the call loudly, as the command would."""
     dbt = _resource(tmp_path / "data", in_process=True)
-    invocation = _table_built_in_process(dbt, "user_daily_activity")
+    invocation = _table_built_in_process(dbt, "user_features")
     assert not invocation.is_successful()
     assert invocation.process.returncode == 1
-    assert "raw_events" in str(invocation.get_error())
-    with pytest.raises(Exception, match="raw_events"):
-        dbt.cli(["build", "--select", "user_daily_activity"],
-                window={"min_date": "2024-03-01", "max_date": "2024-03-02"}).wait()
+    assert "user_daily_activity" in str(invocation.get_error())
+    with pytest.raises(Exception, match="user_daily_activity"):
+        dbt.cli(["build", "--select", "user_features"], window=WEEKS).wait()
     with acquire_lock(dbt.warehouse.path, exclusive=True, timeout_seconds=5):
         pass  # a failed call let go of the warehouse too
 

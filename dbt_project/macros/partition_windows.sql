@@ -38,12 +38,6 @@
 {% endmacro %}
 
 
-{# Event dates of user_daily_activity to build: [min_date, max_date]. #}
-{% macro daily_window() %}
-    {{ return(date_window('min_date', 'max_date')) }}
-{% endmacro %}
-
-
 {# A window of as-of dates: both ends must be Sundays (docs/contract.md §3). #}
 {% macro sunday_window(first_var, last_var) %}
     {%- set window = date_window(first_var, last_var) -%}

@@ -28,7 +28,7 @@ population as (
 cancel_days as (
 
     select activity_date, user_id
-    from {{ ref('user_daily_activity') }}
+    from {{ source('warehouse', 'user_daily_activity') }}
     where cancels > 0
         and activity_date > {{ date_literal(label_window().first_day) }}
         and activity_date <= {{ dbt.dateadd('day', var('label_window_days'), date_literal(label_window().last_day)) }}

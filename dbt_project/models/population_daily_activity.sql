@@ -9,7 +9,7 @@ with as_of_dates as (
 activity_up_to_last_as_of as (
 
     select *
-    from {{ ref('user_daily_activity') }}
+    from {{ source('warehouse', 'user_daily_activity') }}
     where activity_date <= {{ date_literal(weekly_window().last_day) }}
 
 ),
