@@ -15,6 +15,7 @@ from churn_platform.constants import INGEST_GROUP, RAW_EVENTS, WAREHOUSE_POOL
 from churn_platform.events import day_prefix, parse_landing_key
 from churn_platform.gate_thresholds import GateThresholds
 from churn_platform.ingest.load import DayIngest, load_days
+from churn_platform.ingest.read_ahead import DeferredLog, read_ahead
 from churn_platform.ingest.validation import BadFileError, LandedDay, LandedFile, read_landed_file
 from churn_platform.partitions import day_range
 from churn_platform.resources.landing import LandingZone
@@ -152,16 +153,20 @@ def _warehouse_schema(con) -> dict[str, str]:
 
 
 def _load_on_duckdb(context, landing: LandingZone, warehouse: DuckDBWarehouse, days: list[dt.date]):
-    """Days in batches, each batch in its own transaction; returns (loaded, failures, the table's schema)."""
+    """Days in batches, each batch in its own transaction, the next one read while the current
+    one is written; returns (loaded, failures, the table's schema)."""
     loaded: list[DayIngest] = []
     failures: list[DayFailure] = []
+    reader_log = DeferredLog()  # what the reading thread reports, logged here in order
     with warehouse.connect() as con:
         warehouse.ensure_raw_tables(con)
-        for batch in _read_batches(landing, days, warehouse.ingest_batch_rows, context.log, failures):
+        for batch in read_ahead(_read_batches(landing, days, warehouse.ingest_batch_rows, reader_log, failures)):
+            reader_log.replay(context.log)
             batch_loaded, batch_failed = _load_batch(landing, con, batch, context.log)
             loaded += batch_loaded
             failures += batch_failed
             _log_days(context, batch_loaded)  # as each batch commits: the log shows progress
+        reader_log.replay(context.log)
         schema = _warehouse_schema(con)
     loaded.sort(key=lambda d: d.day)
     failures.sort(key=lambda f: f.day)
@@ -236,11 +241,14 @@ def _results(loaded: list[DayIngest], failures: list[DayFailure], days: int, sch
 
 
 def _log_days(context, loaded: list[DayIngest]) -> None:
-    for result in loaded:
-        context.log.info(
+    """One log event for the days that committed together, a line a day (an event costs ~15 ms
+    in the run's event log: a line per day was ~2 s of a 126-day run)."""
+    if loaded:
+        context.log.info("\n".join(
             f"{result.day}: {result.rows_loaded} rows from {result.files} file(s), "
             f"{result.duplicates_removed} duplicates removed, {result.rejected} rejected"
-        )
+            for result in loaded
+        ))
 
 
 _DESCRIPTION = """Product events of each UTC day from the S3 landing zone, validated and deduplicated.

@@ -54,3 +54,41 @@ def test_an_unforeseen_shape_is_still_a_bad_file_naming_the_key(monkeypatch):
     pq.write_table(event_table(DAY, 3), sink)
     with pytest.raises(BadFileError, match=r"x\.parquet: does not fit the event contract \(KeyError"):
         validation.read_landed_file("events/raw/date=2024-01-10/x.parquet", sink.getvalue())
+
+
+def test_low_cardinality_text_stays_dictionary_encoded_and_loads_as_plain_text():
+    """event_type, plan_tier, payment_status and source_key travel as dictionaries (cheaper to
+    decode and to check); whatever text type the file used, the warehouse gets the same strings."""
+    import io
+
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from churn_platform.ingest.load import load_day
+    from churn_platform.ingest.validation import DICTIONARY_COLUMNS, TEXT_DICTIONARY
+    from churn_platform.resources.warehouse import RAW_EVENTS_DDL
+
+    table = event_table(DAY, 50)
+    as_large = table.set_column(table.schema.get_field_index("plan_tier"), "plan_tier",
+                                table.column("plan_tier").cast(pa.large_string()))
+    files = []
+    for n, source in enumerate([table, as_large]):
+        sink = io.BytesIO()
+        pq.write_table(source, sink)
+        files.append(read_landed_file(f"events/raw/date={DAY}/part-{n}.parquet", sink.getvalue()))
+    for landed in files:
+        for column in (*DICTIONARY_COLUMNS, "source_key"):
+            assert landed.table.schema.field(column).type == TEXT_DICTIONARY, column
+        assert landed.table.column("plan_tier").to_pylist() == table.column("plan_tier").to_pylist()
+
+    with duckdb.connect() as con:
+        con.execute(RAW_EVENTS_DDL)
+        load_day(con, DAY, files[:1])
+        loaded = con.execute("SELECT event_type, plan_tier, payment_status, source_key FROM raw_events "
+                             "ORDER BY event_id").fetchall()
+        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_name = 'raw_events'").fetchall())
+    expected = sorted(zip(table.column("event_id").to_pylist(), table.column("event_type").to_pylist(),
+                          table.column("plan_tier").to_pylist(), table.column("payment_status").to_pylist()))
+    assert loaded == [(*row[1:], f"events/raw/date={DAY}/part-0.parquet") for row in expected]
+    assert {types[c] for c in (*DICTIONARY_COLUMNS, "source_key")} == {"VARCHAR"}
