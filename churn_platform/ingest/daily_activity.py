@@ -3,8 +3,8 @@
 One SELECT for both engines (only the latest-value aggregate is spelled differently), run by
 the ingest group's second asset (assets/daily_activity.py). It left dbt because at 100k users
 dbt's one statement over 126 days (23M rows, 6.6M groups) spilled past DuckDB's 1 GB cap and
-took 12-15 s plus ~4 s of dbt around it; in day batches of ~2M raw rows, each in its own
-transaction, the same aggregate takes ~8 s. The weekly dbt models read it as a source.
+took 12-15 s plus ~3 s of dbt and its tests; in day batches of ~2M raw rows, each in its own
+transaction, the same aggregate takes ~9 s. The weekly dbt models read it as a source.
 
 Counts are integers; session seconds are summed as a fixed-point numeric (6 decimals) so a
 rebuild gives the same double whatever order a parallel aggregate sees the rows in (ingest
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-DAILY_ACTIVITY = "user_daily_activity"
+from churn_platform.constants import USER_DAILY_ACTIVITY
+
 ACTIVITY_DATE = "activity_date"
 
 SCHEMA: dict[str, str] = {
@@ -70,11 +71,11 @@ def aggregate_sql(engine: str, days: list[dt.date], columns: list[str] | None = 
 
 def counts_by_day_sql(days: list[dt.date]) -> str:
     """Per day: user rows, and events counted (to compare with the day's raw_events rows)."""
-    return (f"SELECT {ACTIVITY_DATE}, count(*), sum({' + '.join(EVENT_COUNTS)}) FROM {DAILY_ACTIVITY} "
+    return (f"SELECT {ACTIVITY_DATE}, count(*), sum({' + '.join(EVENT_COUNTS)}) FROM {USER_DAILY_ACTIVITY} "
             f"WHERE {ACTIVITY_DATE} IN ({day_list(days)}) GROUP BY {ACTIVITY_DATE}")
 
 
-DUCKDB_DDL = (f"CREATE TABLE IF NOT EXISTS {DAILY_ACTIVITY} (\n    "
+DUCKDB_DDL = (f"CREATE TABLE IF NOT EXISTS {USER_DAILY_ACTIVITY} (\n    "
               + ",\n    ".join(f"{c} {t} NOT NULL" if c != "plan_tier" else f"{c} {t}" for c, t in SCHEMA.items())
               + "\n)")
 
@@ -83,8 +84,8 @@ def replace_days_on_duckdb(con, days: list[dt.date]) -> None:
     """Replace the aggregate of `days` in one transaction: every day of them, or none."""
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"DELETE FROM {DAILY_ACTIVITY} WHERE {ACTIVITY_DATE} IN ({day_list(days)})")
-        con.execute(f"INSERT INTO {DAILY_ACTIVITY} ({', '.join(SCHEMA)}) {aggregate_sql('duckdb', days)}")
+        con.execute(f"DELETE FROM {USER_DAILY_ACTIVITY} WHERE {ACTIVITY_DATE} IN ({day_list(days)})")
+        con.execute(f"INSERT INTO {USER_DAILY_ACTIVITY} ({', '.join(SCHEMA)}) {aggregate_sql('duckdb', days)}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -98,8 +99,8 @@ def replace_days_on_spark(con, days: list[dt.date]) -> None:
     with_events = {row[0] for row in con.execute(
         f"SELECT DISTINCT event_date FROM raw_events WHERE event_date IN ({day_list(days)})"
     ).fetchall()}
-    con.execute(f"INSERT OVERWRITE TABLE {DAILY_ACTIVITY} PARTITION ({ACTIVITY_DATE}) "
+    con.execute(f"INSERT OVERWRITE TABLE {USER_DAILY_ACTIVITY} PARTITION ({ACTIVITY_DATE}) "
                 f"{aggregate_sql('spark', days, columns)}")
     for day in days:
         if day not in with_events:
-            con.execute(f"ALTER TABLE {DAILY_ACTIVITY} DROP IF EXISTS PARTITION ({ACTIVITY_DATE} = DATE '{day}')")
+            con.execute(f"ALTER TABLE {USER_DAILY_ACTIVITY} DROP IF EXISTS PARTITION ({ACTIVITY_DATE} = DATE '{day}')")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from churn_platform.constants import USER_DAILY_ACTIVITY
 from churn_platform.events import EVENT_DATE_COLUMN, RAW_EVENTS_SCHEMA
 from churn_platform.ingest import daily_activity
 
@@ -26,7 +27,7 @@ RAW_TABLES_DDL = (
     _table("raw_events_rejected", _REJECTED, _DAY),
     _table("ingested_days", {_DAY: "DATE", "files": "INTEGER", "rows": "BIGINT", "ingested_at": "TIMESTAMP"}, _DAY),
 )
-DAILY_ACTIVITY_DDL = _table(daily_activity.DAILY_ACTIVITY, daily_activity.SCHEMA, daily_activity.ACTIVITY_DATE)
+DAILY_ACTIVITY_DDL = _table(USER_DAILY_ACTIVITY, daily_activity.SCHEMA, daily_activity.ACTIVITY_DATE)
 CHURN_SCORES_DDL = _table(
     "churn_scores",
     {"as_of_date": "DATE", "user_id": "BIGINT", "churn_probability": "DOUBLE", "model_version": "VARCHAR",
